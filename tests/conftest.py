@@ -1,0 +1,73 @@
+"""Shared fixtures: real videos written by OpenCV, small configs, a temp MLflow store."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_video(path: Path, n_frames: int, size=(64, 48), codec="MJPG", seed=0, fps=25) -> Path:
+    """A real video whose frame t shows a bar at a position that encodes t."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, size)
+    assert writer.isOpened(), f"OpenCV cannot write {codec}"
+    rng = np.random.default_rng(seed)
+    background = rng.integers(0, 255, 3)
+    for t in range(n_frames):
+        frame = np.empty((size[1], size[0], 3), np.uint8)
+        frame[:] = background
+        x = int((t / max(n_frames - 1, 1)) * (size[0] - 8))
+        frame[:, x: x + 8] = (0, 0, 255)  # red in BGR
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def write_csv(path: Path, rows) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("video_name,tag\n" + "".join(f"{n},{t}\n" for n, t in rows))
+    return path
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    """Writes a YAML config under tmp_path (small, fast defaults) and returns its path."""
+
+    def _make(overrides: dict | None = None, name: str = "cfg.yaml") -> Path:
+        config = {
+            "data": {"root": str(tmp_path / "data")},
+            "sampling": {"max_seq_length": 8, "image_size": 64},
+            "extractor": {"name": "efficientnet_lite0", "weights": "imagenet", "batch_size": 8},
+            "cache": {"dir": str(tmp_path / "cache")},
+            "search": {"seq_length": [4, 8], "num_gru_layers": [1], "gru_units": [[8, 16]],
+                       "batch_size": [8]},
+            "tuning": {"max_trials": 2, "directory": str(tmp_path / "tuner")},
+            "training": {"epochs": 2},
+            "tracking": {"experiment_name": "test", "registered_model_name": "videoclf-test"},
+        }
+        for dotted, value in (overrides or {}).items():
+            node = config
+            *parents, leaf = dotted.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    return _make
+
+
+@pytest.fixture
+def tracking_uri(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri

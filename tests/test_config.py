@@ -1,0 +1,73 @@
+from pathlib import Path
+
+import pytest
+
+from videoclf.config import Config, load_config, parse_overrides
+from videoclf.errors import ConfigError
+
+from conftest import REPO
+
+SHIPPED = sorted((REPO / "experiments").glob("*.yaml"))
+
+
+def test_ships_the_three_named_configs():
+    assert {p.name for p in SHIPPED} >= {"demo.yaml", "ucf101_top5.yaml", "seed_baseline.yaml"}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    config = load_config(path)
+    assert isinstance(config, Config)
+    assert max(config.search.seq_length) <= config.sampling.max_seq_length
+
+
+def test_seed_baseline_is_the_seed_model():
+    config = load_config(REPO / "experiments/seed_baseline.yaml")
+    space = config.search
+    assert space.num_gru_layers == [2] and space.gru_units == [[16], [8]]
+    assert space.dropout == [0.4] and space.dense_units == [8] and space.learning_rate == [0.0001]
+    assert space.normalize == [False] and config.training.epochs == 10 and config.tuning.max_trials == 1
+
+
+def test_overrides_are_typed_and_nested():
+    assert parse_overrides(["tuning.max_trials=3", "extractor.weights=none"]) == {
+        "tuning": {"max_trials": 3}, "extractor": {"weights": "none"}}
+    config = load_config(REPO / "experiments/demo.yaml", ["tuning.max_trials=3"])
+    assert config.tuning.max_trials == 3
+
+
+def test_unknown_key_names_file_and_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tuning:\n  max_trails: 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert str(bad) in str(info.value) and "tuning.max_trails" in str(info.value)
+    assert "unknown key" in str(info.value)
+
+
+def test_wrong_type_names_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sampling:\n  max_seq_length: twenty\n")
+    with pytest.raises(ConfigError, match=r"sampling\.max_seq_length"):
+        load_config(bad)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(broken)
+
+
+def test_search_lengths_must_come_from_the_cache(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sampling: {max_seq_length: 10}\nsearch: {seq_length: [5, 20]}\n")
+    with pytest.raises(ConfigError, match="max_seq_length"):
+        load_config(bad)
+
+
+def test_bad_override_syntax():
+    with pytest.raises(ConfigError, match="section.key=value"):
+        parse_overrides(["tuning.max_trials"])

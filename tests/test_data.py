@@ -1,0 +1,132 @@
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from videoclf.config import DemoConfig
+from videoclf.data.demo import CLASSES, generate_demo
+from videoclf.data.table import group_id, read_video_table
+from videoclf.data.ucf101 import prepare_ucf101
+from videoclf.errors import DataError
+
+from conftest import write_csv, write_video
+
+
+def _frames(path):
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return np.stack(frames)
+        frames.append(frame)
+
+
+def test_default_demo_set_is_big_enough_fast_and_deterministic(tmp_path):
+    started = time.perf_counter()
+    first = generate_demo(tmp_path / "a", DemoConfig())
+    elapsed = time.perf_counter() - started
+    second = generate_demo(tmp_path / "b", DemoConfig())
+    assert elapsed < 30
+    train, test = read_video_table(first / "train.csv"), read_video_table(first / "test.csv")
+    assert len(train) >= 150 and len(test) >= 75
+    assert set(train.tag) == set(test.tag) == set(CLASSES) and len(CLASSES) >= 5
+    for split in ("train.csv", "test.csv"):
+        assert (first / split).read_bytes() == (second / split).read_bytes()
+    for name in (train.video_name[0], test.video_name[-1:].item()):
+        assert np.array_equal(_frames(first / name), _frames(second / name))
+    lengths = [int(cv2.VideoCapture(str(first / n)).get(cv2.CAP_PROP_FRAME_COUNT)) for n in train.video_name]
+    assert 30 <= min(lengths) and max(lengths) <= 150 and len(set(lengths)) > 20
+    # groups: several clips each, and test groups disjoint from train groups
+    train_groups = {(t, group_id(n)) for n, t in zip(train.video_name, train.tag)}
+    test_groups = {(t, group_id(n)) for n, t in zip(test.video_name, test.tag)}
+    assert not train_groups & test_groups and len(train) > len(train_groups)
+
+
+def test_demo_is_not_rewritten_unless_parameters_change(tmp_path):
+    config = DemoConfig(train_groups=2, test_groups=1, clips_per_group=1, max_frames=40)
+    out = generate_demo(tmp_path, config)
+    video = out / read_video_table(out / "train.csv").video_name[0]
+    stamp = video.stat().st_mtime_ns
+    generate_demo(tmp_path, config)
+    assert video.stat().st_mtime_ns == stamp
+    generate_demo(tmp_path, config.model_copy(update={"seed": 1}))
+    assert video.stat().st_mtime_ns != stamp
+
+
+def test_grow_and_shrink_hold_the_same_kind_of_frames_in_opposite_order(tmp_path):
+    from videoclf.data.demo import _scene, render_clip
+
+    scene = _scene(np.random.default_rng(0))
+    grow = render_clip("Grow", scene, np.random.default_rng(5), 20)
+    shrink = render_clip("Shrink", scene, np.random.default_rng(5), 20)
+    assert np.array_equal(grow[0], shrink[-1]) and np.array_equal(grow[-1], shrink[0])
+
+
+@pytest.mark.parametrize("content, message", [
+    ("name,label\na.avi,X\n", "expected columns video_name,tag"),
+    ("video_name,tag\na.avi,\n", "line 2: empty"),
+    ("video_name,tag\na.avi,X\na.avi,Y\n", "more than once"),
+    ("video_name,tag\n../secret.avi,X\n", "outside the data root"),
+    ("video_name,tag\n/etc/passwd,X\n", "outside the data root"),
+    ("video_name,tag\n", "lists no videos"),
+])
+def test_bad_csvs_give_one_clear_error(tmp_path, content, message):
+    path = tmp_path / "train.csv"
+    path.write_text(content)
+    with pytest.raises(DataError, match=message) as info:
+        read_video_table(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_csv(tmp_path):
+    with pytest.raises(DataError, match="CSV not found"):
+        read_video_table(tmp_path / "nope.csv")
+
+
+def test_group_id():
+    assert group_id("CricketShot/v_CricketShot_g08_c01.avi") == "08"
+    assert group_id("clip.avi") is None
+
+
+def _fake_ucf(root):
+    classes = ["CricketShot", "Punch", "YoYo"]
+    train_lines, test_lines = [], []
+    for label in classes:
+        for group in (1, 2, 8, 9):
+            name = f"{label}/v_{label}_g{group:02d}_c01.avi"
+            write_video(root / name, 3, size=(32, 24))
+            (test_lines if group < 8 else train_lines).append(name)
+    lists = root / "ucfTrainTestlist"
+    lists.mkdir()
+    (lists / "trainlist01.txt").write_text("".join(f"{n} 1\n" for n in train_lines))
+    (lists / "testlist01.txt").write_text("".join(f"{n}\n" for n in test_lines))
+
+
+def test_ucf101_official_layout(tmp_path):
+    root = tmp_path / "UCF-101"
+    _fake_ucf(root)
+    overrides = prepare_ucf101(root, classes=["CricketShot", "Punch"])
+    train, test = read_video_table(root / "train.csv"), read_video_table(root / "test.csv")
+    assert set(train.tag) == set(test.tag) == {"CricketShot", "Punch"}
+    assert len(train) == len(test) == 4
+    assert all(group_id(n) in ("08", "09") for n in train.video_name)
+    assert overrides["data.root"] == str(root)
+
+
+def test_ucf101_unknown_class_and_missing_video(tmp_path):
+    root = tmp_path / "UCF-101"
+    _fake_ucf(root)
+    with pytest.raises(DataError, match="Cricketshot"):
+        prepare_ucf101(root, classes=["Cricketshot"])
+    (root / "Punch/v_Punch_g08_c01.avi").unlink()
+    with pytest.raises(DataError, match="missing"):
+        prepare_ucf101(root, classes=["Punch"])
+
+
+def test_seed_prepared_layout_is_accepted(tmp_path):
+    for split in ("train", "test"):
+        write_video(tmp_path / split / "v_Punch_g01_c01.avi", 3)
+        write_csv(tmp_path / f"{split}.csv", [("v_Punch_g01_c01.avi", "Punch")])
+    assert prepare_ucf101(tmp_path)["data.train_videos"] == "train"

@@ -1,0 +1,150 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from videoclf.config import load_config
+from videoclf.errors import CacheError, DataError
+from videoclf.features.extract import extract_videos, open_cache, split_videos
+
+from conftest import REPO, write_csv, write_video
+
+
+def _dataset(root, n=6, frames=(12, 30)):
+    rows = []
+    for i in range(n):
+        name = f"v_C{i % 2}_g{i:02d}_c01.avi"
+        write_video(root / name, frames[i % len(frames)], seed=i)
+        rows.append((name, f"C{i % 2}"))
+    write_csv(root / "train.csv", rows)
+    write_csv(root / "test.csv", rows[:2])
+    return rows
+
+
+def test_extract_caches_and_second_run_hits(tmp_path, make_config):
+    _dataset(tmp_path / "data")
+    config = load_config(make_config())
+    videos, _ = split_videos(config, "train")
+    first = extract_videos(config, videos, progress=False)
+    assert first.extracted == 6 and first.frames == 8 * 3 + 12 * 3 - 4 * 3  # 12-frame clips: 8; 30: 8
+    again = extract_videos(config, videos, progress=False)
+    assert again.extracted == 0 and again.frames == 0
+    features, mask, n_frames = open_cache(config).read([v.key for v in videos])
+    assert features.shape == (6, 8, 1280) and features.dtype == np.float16
+    assert sorted(set(n_frames.tolist())) == [12, 30] and mask.all()
+    assert np.abs(features).sum() > 0
+
+
+def test_key_changes_make_a_new_cache_and_changed_files_are_reextracted(tmp_path, make_config):
+    rows = _dataset(tmp_path / "data", n=2)
+    config = load_config(make_config())
+    videos, _ = split_videos(config, "train")
+    extract_videos(config, videos, progress=False)
+    other = load_config(make_config(), ["sampling.crop=center"])
+    assert open_cache(other).path != open_cache(config).path
+    assert extract_videos(other, videos, progress=False).extracted == 2
+    time.sleep(0.01)
+    write_video(tmp_path / "data" / rows[0][0], 5, seed=99)  # the file changes on disk
+    videos, _ = split_videos(config, "train")
+    assert extract_videos(config, videos, progress=False).extracted == 1
+    _, mask, n_frames = open_cache(config).read([videos[0].key])
+    assert n_frames[0] == 5 and mask[0].sum() == 5
+
+
+def test_bad_videos_are_reported_and_skipped(tmp_path, make_config):
+    root = tmp_path / "data"
+    rows = _dataset(root, n=4)
+    (root / "broken.avi").write_bytes(b"not a video")
+    (root / "empty.avi").write_bytes(b"")
+    write_csv(root / "train.csv", rows + [("broken.avi", "C0"), ("empty.avi", "C1"), ("gone.avi", "C0")])
+    config = load_config(make_config(), ["cache.max_bad_fraction=0.5"])
+    videos, _ = split_videos(config, "train")
+    report = extract_videos(config, videos, progress=False)
+    assert report.extracted == 4 and set(report.bad) == {"broken.avi", "empty.avi", "gone.avi"}
+    lines = (report.cache_path / "bad_videos.csv").read_text().splitlines()
+    assert lines[0] == "video,reason" and len(lines) == 4 and "0 bytes" in "\n".join(lines)
+    strict = load_config(make_config(), ["cache.max_bad_fraction=0.1"])
+    with pytest.raises(DataError, match="bad_videos.csv"):
+        extract_videos(strict, videos, progress=False)
+
+
+def test_no_usable_video_fails(tmp_path, make_config):
+    root = tmp_path / "data"
+    (root).mkdir()
+    (root / "a.avi").write_bytes(b"")
+    write_csv(root / "train.csv", [("a.avi", "X")])
+    config = load_config(make_config(), ["cache.max_bad_fraction=1.0"])
+    with pytest.raises(DataError, match="could not be decoded"):
+        extract_videos(config, split_videos(config, "train")[0], progress=False)
+
+
+def test_corrupt_and_foreign_cache_files_are_detected(tmp_path, make_config):
+    _dataset(tmp_path / "data", n=2)
+    config = load_config(make_config())
+    videos, _ = split_videos(config, "train")
+    report = extract_videos(config, videos, progress=False)
+    cache_file = report.cache_path / "features.h5"
+    with h5py.File(cache_file, "a") as handle:
+        handle.attrs["key"] = '{"extractor": "other"}'
+    with pytest.raises(CacheError, match="another configuration"):
+        open_cache(config).index()
+    cache_file.write_bytes(b"\x89HDF garbage")
+    with pytest.raises(CacheError, match="--rebuild"):
+        open_cache(config).index()
+    result = _cli(["extract", "--config", str(make_config()), "--rebuild"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert open_cache(config).read([v.key for v in videos])[0].shape[0] == 2
+
+
+def _cli(args, cwd, **kwargs):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "videoclf", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300, **kwargs)
+
+
+def _slow_config(tmp_path, make_config, n):
+    rows = _dataset(tmp_path / "data", n=n, frames=(40,))
+    write_csv(tmp_path / "data" / "test.csv", rows[:1])
+    # batch 4 and InceptionV3 make each video take several model calls
+    return make_config({"extractor.name": "inception_v3", "extractor.weights": "none", "extractor.batch_size": 4,
+                        "sampling.image_size": 96})
+
+
+def test_kill_9_mid_extraction_then_resume(tmp_path, make_config):
+    path = _slow_config(tmp_path, make_config, n=24)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen([sys.executable, "-m", "videoclf", "extract", "--config", str(path)], cwd=tmp_path,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    config = load_config(path)
+    parts = open_cache(config).parts
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(parts.glob("*.h5"))) < 2:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    committed = len(open_cache(config).index())  # readable after the kill
+    assert 2 <= committed < 24
+    videos, _ = split_videos(config, "train")
+    report = extract_videos(config, videos, progress=False)
+    assert report.extracted == 24 - committed
+    assert len(open_cache(config).index()) == 24
+    assert not list(parts.glob("*")) and not list(report.cache_path.glob(".*.tmp"))
+
+
+def test_two_concurrent_extracts_do_the_work_once(tmp_path, make_config):
+    path = _slow_config(tmp_path, make_config, n=6)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    cmd = [sys.executable, "-m", "videoclf", "extract", "--config", str(path)]
+    procs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    extracted = [int(line.split("(")[1].split()[0]) for out, _ in outputs for line in out.splitlines()
+                 if line.startswith("train:")]
+    assert sorted(extracted) == [0, 6]
+    assert len(open_cache(load_config(path)).index()) == 6  # test.csv reuses a train video

@@ -1,0 +1,135 @@
+"""The ``videoclf`` console script: thin glue from arguments to the pipeline.
+
+Every subcommand takes ``--config`` (default experiments/demo.yaml) and
+``--set section.key=value`` overrides. User errors print one message and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from videoclf.config import DEFAULT_CONFIG, Config, load_config
+from videoclf.errors import VideoclfError
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
+                        help=f"experiment YAML (default: {DEFAULT_CONFIG})")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set tuning.max_trials=3 (repeatable)")
+
+
+def _config(args: argparse.Namespace, extra: list[str] | None = None) -> Config:
+    return load_config(args.config, list(args.overrides) + (extra or []))
+
+
+def cmd_data_demo(args: argparse.Namespace) -> None:
+    from videoclf.data.demo import generate_demo
+    from videoclf.config import DemoConfig
+
+    config = _config(args)
+    out = args.out or config.data.root
+    generate_demo(out, config.data.demo or DemoConfig(), force=args.force)
+    print(f"demo data set ready in {out} (train.csv, test.csv)")
+
+
+def cmd_data_ucf101(args: argparse.Namespace) -> None:
+    from videoclf.data.ucf101 import SEED_CLASSES, prepare_ucf101
+
+    classes = tuple(c.strip() for c in args.classes.split(",")) if args.classes else SEED_CLASSES
+    overrides = prepare_ucf101(args.root, args.splits, classes, args.split, args.out)
+    print("CSV files ready. Use them with:")
+    print("  videoclf tune --config experiments/ucf101_top5.yaml "
+          + " ".join(f"--set {k}={v}" for k, v in overrides.items()))
+
+
+def cmd_extract(args: argparse.Namespace) -> None:
+    from videoclf.data.source import ensure_data
+    from videoclf.features.extract import extract_videos, open_cache, split_videos
+    from videoclf.features.extractors import resolve_weights
+
+    extra = [f"data.root={args.root}"] if args.root else []
+    config = _config(args, extra)
+    weights = resolve_weights(config.extractor)
+    if args.rebuild:
+        cache = open_cache(config, weights)
+        with cache.locked():
+            shutil.rmtree(cache.path / "parts", ignore_errors=True)
+            for file in cache.path.glob("*.h5"):
+                file.unlink()
+        print(f"cleared {cache.path}")
+    if args.csv:
+        root = Path(args.root) if args.root else config.data.root
+        jobs = {str(args.csv): split_videos(config, "train", Path(args.csv), root)[0]}
+    else:
+        ensure_data(config)
+        jobs = {split: split_videos(config, split)[0] for split in ("train", "test")}
+    for name, videos in jobs.items():
+        report = extract_videos(config, videos, weights)
+        speed = f", {report.frames_per_second:.1f} frames/s" if report.extracted else ""
+        print(f"{name}: {len(videos) - len(report.bad)}/{len(videos)} videos cached "
+              f"({report.extracted} extracted now{speed}) in {report.cache_path}")
+        if report.bad:
+            print(f"  {len(report.bad)} bad videos skipped; reasons in {report.cache_path / 'bad_videos.csv'}")
+
+
+def cmd_tune(args: argparse.Namespace) -> None:
+    from videoclf.search.run import run_search
+
+    extra = [f"tuning.max_trials={args.max_trials}"] if args.max_trials else []
+    run_search(_config(args, extra))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="videoclf", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="write the demo data set or prepare UCF101 CSVs")
+    data_kinds = data.add_subparsers(dest="kind", required=True)
+    demo = data_kinds.add_parser("demo", help="write the embedded synthetic demo set")
+    _common(demo)
+    demo.add_argument("--out", type=Path, help="output folder (default: data.root of the config)")
+    demo.add_argument("--force", action="store_true", help="rewrite even if the set on disk is current")
+    demo.set_defaults(func=cmd_data_demo)
+    ucf = data_kinds.add_parser("ucf101", help="build train.csv/test.csv from the official UCF101 layout")
+    ucf.add_argument("--root", type=Path, required=True, help="folder holding ClassName/v_*.avi")
+    ucf.add_argument("--splits", type=Path, help="ucfTrainTestlist folder (default: ROOT/ucfTrainTestlist)")
+    ucf.add_argument("--classes", help="comma-separated classes (default: the seed's five)")
+    ucf.add_argument("--split", type=int, default=1, choices=(1, 2, 3))
+    ucf.add_argument("--out", type=Path, help="where to write the CSVs (default: ROOT)")
+    ucf.set_defaults(func=cmd_data_ucf101)
+
+    extract = commands.add_parser("extract", help="fill the feature cache for the config's splits")
+    _common(extract)
+    extract.add_argument("--csv", type=Path, help="extract exactly the videos of this CSV")
+    extract.add_argument("--root", type=Path, help="folder the CSV's video names are relative to")
+    extract.add_argument("--rebuild", action="store_true", help="delete this config's cache first")
+    extract.set_defaults(func=cmd_extract)
+
+    tune = commands.add_parser("tune", help="KerasTuner search tracked in MLflow; registers the winner")
+    _common(tune)
+    tune.add_argument("--max-trials", type=int, default=0, help="override tuning.max_trials (0: keep config)")
+    tune.set_defaults(func=cmd_tune)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except VideoclfError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished work is kept (cache parts, MLflow runs); re-run to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""The one typed configuration tree, loaded from ``experiments/*.yaml``.
+
+Code receives these objects, never dicts. Unknown keys, wrong types and missing
+files raise one :class:`ConfigError` naming the file and the dotted key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from videoclf.errors import ConfigError
+
+DEFAULT_CONFIG = Path("experiments/demo.yaml")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DemoConfig(_Section):
+    """Parameters of the embedded synthetic data set (see videoclf.data.demo)."""
+
+    seed: int = 0
+    train_groups: int = Field(6, ge=2)
+    test_groups: int = Field(3, ge=1)
+    clips_per_group: int = Field(5, ge=1)
+    min_frames: int = Field(30, ge=1)
+    max_frames: int = Field(150, ge=1)
+
+
+class DataConfig(_Section):
+    """Where the videos and their ``video_name,tag`` CSVs live.
+
+    Relative paths resolve against the working directory; CSVs and video
+    folders resolve against ``root``.
+    """
+
+    root: Path = Path("data/demo")
+    train_csv: str = "train.csv"
+    test_csv: str = "test.csv"
+    train_videos: str = "."
+    test_videos: str = "."
+    classes: list[str] | None = None
+    demo: DemoConfig | None = None
+
+    def csv_path(self, split: str) -> Path:
+        return self.root / {"train": self.train_csv, "test": self.test_csv}[split]
+
+    def videos_dir(self, split: str) -> Path:
+        return self.root / {"train": self.train_videos, "test": self.test_videos}[split]
+
+
+class SamplingConfig(_Section):
+    """How frames are chosen and shaped before the extractor sees them."""
+
+    max_seq_length: int = Field(20, ge=1)
+    image_size: int = Field(224, ge=32)
+    crop: Literal["none", "center"] = "none"
+
+
+class ExtractorConfig(_Section):
+    """Which frame model turns pictures into feature vectors.
+
+    ``weights``: ``imagenet`` (the real weights; Keras download or its cache),
+    ``none`` (random init from ``seed``), or a path to a local weights file.
+    """
+
+    name: Literal["inception_v3", "efficientnet_lite0"] = "inception_v3"
+    weights: str = "imagenet"
+    seed: int = 1337
+    batch_size: int = Field(32, ge=1)
+
+
+class CacheConfig(_Section):
+    """The HDF5 feature cache and how tolerant extraction is of bad videos."""
+
+    dir: Path = Path("features_cache")
+    dtype: Literal["float16", "float32"] = "float16"
+    max_bad_fraction: float = Field(0.1, ge=0.0, le=1.0)
+
+
+class FloatRange(_Section):
+    """A continuous hyperparameter range (KerasTuner ``hp.Float``)."""
+
+    min: float
+    max: float
+    log: bool = False
+    step: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "FloatRange":
+        if self.min > self.max:
+            raise ValueError(f"Expected min <= max. Received: min={self.min}, max={self.max}")
+        if self.log and self.min <= 0:
+            raise ValueError("Expected min > 0 for a log-scale range")
+        return self
+
+
+class SearchSpace(_Section):
+    """The GRU model's hyperparameters: a one-element list is a fixed value."""
+
+    num_gru_layers: list[int] = [1, 2]
+    gru_units: list[list[int]] = [[64, 128, 256], [32, 64, 128]]
+    dropout: FloatRange | list[float] = FloatRange(min=0.0, max=0.5, step=0.1)
+    recurrent_dropout: list[float] = [0.0]
+    dense_units: list[int] = [0]
+    learning_rate: FloatRange | list[float] = FloatRange(min=1e-4, max=1e-2, log=True)
+    seq_length: list[int] = [10, 20]
+    batch_size: list[int] = [16, 32]
+    normalize: list[bool] = [True]
+
+    @model_validator(mode="after")
+    def _layers_have_widths(self) -> "SearchSpace":
+        if max(self.num_gru_layers) > len(self.gru_units):
+            raise ValueError(
+                f"Expected one list of widths per GRU layer in gru_units. Received: "
+                f"num_gru_layers up to {max(self.num_gru_layers)}, {len(self.gru_units)} width lists"
+            )
+        return self
+
+
+class TuningConfig(_Section):
+    """The KerasTuner search itself."""
+
+    tuner: Literal["random", "bayesian", "hyperband"] = "random"
+    max_trials: int = Field(12, ge=1)
+    objective: str = "val_accuracy"
+    executions_per_trial: int = Field(1, ge=1)
+    directory: Path = Path("tuner_runs")
+    project_name: str | None = None
+    seed: int = 42
+    overwrite: bool = False
+
+
+class TrainingConfig(_Section):
+    """How each trial trains."""
+
+    epochs: int = Field(40, ge=1)
+    early_stopping_patience: int | None = Field(8, ge=1)
+    validation_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    seed: int = 42
+
+
+class TrackingConfig(_Section):
+    """Where results go in MLflow (the tracking URI comes from MLflow's own rules)."""
+
+    experiment_name: str = "videoclf"
+    registered_model_name: str = "videoclf"
+    champion_alias: str = "champion"
+
+
+class Config(_Section):
+    """One experiment: data, features, search and tracking."""
+
+    data: DataConfig = DataConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    extractor: ExtractorConfig = ExtractorConfig()
+    cache: CacheConfig = CacheConfig()
+    search: SearchSpace = SearchSpace()
+    tuning: TuningConfig = TuningConfig()
+    training: TrainingConfig = TrainingConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    @field_validator("search")
+    @classmethod
+    def _positive_lengths(cls, space: SearchSpace) -> SearchSpace:
+        if min(space.seq_length) < 1:
+            raise ValueError("Expected seq_length choices >= 1")
+        return space
+
+    @model_validator(mode="after")
+    def _lengths_fit_cache(self) -> "Config":
+        too_long = [n for n in self.search.seq_length if n > self.sampling.max_seq_length]
+        if too_long:
+            raise ValueError(
+                f"Expected search.seq_length choices <= sampling.max_seq_length "
+                f"({self.sampling.max_seq_length}): shorter sequences are sliced from the cache. "
+                f"Received: {too_long}"
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """Turns ``["tuning.max_trials=3"]`` into a nested dict; values are YAML scalars."""
+    tree: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"Expected an override like section.key=value. Received: {pair!r}")
+        node = tree
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"Override {pair!r} conflicts with another override of {part!r}")
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = [f"Invalid config {source}:"]
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (check its spelling against experiments/demo.yaml)")
+        else:
+            lines.append(f"  {key}: {item['msg']} (received {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Loads an experiment YAML, applies ``--set`` overrides, validates the result."""
+    path = Path(path) if path else DEFAULT_CONFIG
+    if not path.is_file():
+        raise ConfigError(f"Config file not found: {path}. Pass --config with a file from experiments/.")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"Config file {path} must hold a mapping of sections. Received: {type(raw).__name__}")
+    merged = _merge(raw, parse_overrides(overrides))
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as exc:
+        source = f"{path}" + (f" with overrides {overrides}" if overrides else "")
+        raise ConfigError(_describe(exc, source)) from None

@@ -1,0 +1,175 @@
+"""The embedded offline data set: synthetic videos whose classes differ only over time.
+
+Every class draws the same kind of picture (a coloured shape on a textured
+background); what tells them apart is how it changes: it grows, shrinks,
+blinks, or turns clockwise / counter-clockwise. Grow and Shrink (and the two
+rotations) contain the same frames in opposite order, so averaging frames
+cannot separate them; a recurrent model can. Names follow UCF101
+(``v_Class_gNN_cMM.avi``): a group shares a scene (colours, frame size,
+texture) like a UCF101 actor, so grouped validation splits matter. Test
+groups are disjoint from train groups, as in UCF101's official splits.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from videoclf.config import DemoConfig
+
+CLASSES = ("Grow", "Shrink", "Blink", "RotateCW", "RotateCCW")
+FRAME_SIZES = ((160, 120), (192, 144), (224, 168), (256, 192), (320, 240), (240, 240))
+FPS = 25
+GENERATOR_VERSION = 1
+MANIFEST = "demo_manifest.json"
+
+
+@dataclass(frozen=True)
+class Scene:
+    """What a UCF101-style group shares: frame size, colours, background texture."""
+
+    width: int
+    height: int
+    background: tuple[int, int, int]
+    colour: tuple[int, int, int]
+    texture_seed: int
+
+
+def _scene(rng: np.random.Generator) -> Scene:
+    width, height = FRAME_SIZES[rng.integers(len(FRAME_SIZES))]
+    background = rng.integers(0, 256, 3)
+    # Keep the shape visible: push its colour away from the background.
+    colour = (background + rng.integers(96, 160, 3)) % 256
+    return Scene(int(width), int(height), tuple(int(c) for c in background),
+                 tuple(int(c) for c in colour), int(rng.integers(2**31)))
+
+
+def _background(scene: Scene) -> np.ndarray:
+    rng = np.random.default_rng(scene.texture_seed)
+    noise = rng.normal(0, 18, (scene.height // 8 + 1, scene.width // 8 + 1, 3))
+    noise = cv2.resize(noise, (scene.width, scene.height), interpolation=cv2.INTER_CUBIC)
+    return np.clip(np.asarray(scene.background, np.float64) + noise, 0, 255).astype(np.uint8)
+
+
+def _draw_hand(frame, centre, length, angle, colour, thickness):
+    tip = (int(centre[0] + length * np.cos(angle)), int(centre[1] + length * np.sin(angle)))
+    cv2.line(frame, centre, tip, colour, thickness, cv2.LINE_AA)
+    cv2.circle(frame, tip, thickness + 2, colour, -1, cv2.LINE_AA)
+
+
+def render_clip(label: str, scene: Scene, rng: np.random.Generator, n_frames: int) -> list[np.ndarray]:
+    """Draws one clip of ``label`` in ``scene`` as BGR frames; pure given ``rng``."""
+    background = _background(scene)
+    short = min(scene.width, scene.height)
+    centre = (int(scene.width * rng.uniform(0.35, 0.65)), int(scene.height * rng.uniform(0.35, 0.65)))
+    small, large = short * rng.uniform(0.06, 0.12), short * rng.uniform(0.3, 0.42)
+    turns = rng.uniform(0.6, 2.0)  # full turns over the clip
+    start_angle = rng.uniform(0, 2 * np.pi)
+    period = int(rng.integers(6, 16))  # blink period in frames
+    size = short * rng.uniform(0.15, 0.3)
+    square = bool(rng.integers(2))
+    thickness = max(2, short // 30)
+    frames = []
+    for t in range(n_frames):
+        progress = t / max(n_frames - 1, 1)
+        frame = background.copy()
+        if label in ("Grow", "Shrink", "Blink"):
+            if label == "Blink":
+                radius, visible = size, (t // period) % 2 == 0
+            else:
+                radius = small + (large - small) * (progress if label == "Grow" else 1 - progress)
+                visible = True
+            if visible:
+                r = int(radius)
+                if square:
+                    cv2.rectangle(frame, (centre[0] - r, centre[1] - r), (centre[0] + r, centre[1] + r),
+                                  scene.colour, -1)
+                else:
+                    cv2.circle(frame, centre, r, scene.colour, -1, cv2.LINE_AA)
+        else:
+            direction = 1 if label == "RotateCW" else -1  # image y points down: +angle is clockwise
+            angle = start_angle + direction * 2 * np.pi * turns * progress
+            _draw_hand(frame, centre, short * 0.35, angle, scene.colour, thickness)
+        frames.append(frame)
+    return frames
+
+
+def _write_video(path: Path, frames: list[np.ndarray]) -> None:
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (width, height))
+    if not writer.isOpened():
+        raise OSError(f"OpenCV cannot write {path} (MJPG codec unavailable?)")
+    try:
+        for frame in frames:
+            writer.write(frame)
+    finally:
+        writer.release()
+
+
+def _split_groups(config: DemoConfig) -> dict[str, range]:
+    # UCF101 style: the first groups are the test split, the rest train.
+    return {"test": range(1, config.test_groups + 1),
+            "train": range(config.test_groups + 1, config.test_groups + config.train_groups + 1)}
+
+
+def _manifest(config: DemoConfig) -> dict:
+    return {"generator_version": GENERATOR_VERSION, "classes": list(CLASSES),
+            "opencv": cv2.__version__, **config.model_dump()}
+
+
+def is_current(out_dir: Path, config: DemoConfig) -> bool:
+    """True when ``out_dir`` already holds this exact demo set (so it is not rewritten)."""
+    manifest = out_dir / MANIFEST
+    if not manifest.is_file():
+        return False
+    try:
+        if json.loads(manifest.read_text()) != _manifest(config):
+            return False
+    except json.JSONDecodeError:
+        return False
+    for split in ("train", "test"):
+        csv_path = out_dir / f"{split}.csv"
+        if not csv_path.is_file():
+            return False
+        with csv_path.open() as fh:
+            if not all((out_dir / row["video_name"]).is_file() for row in csv.DictReader(fh)):
+                return False
+    return True
+
+
+def generate_demo(out_dir: str | Path, config: DemoConfig | None = None, force: bool = False) -> Path:
+    """Writes the demo videos plus ``train.csv``/``test.csv`` under ``out_dir``.
+
+    Deterministic from ``config.seed``; skipped when the set on disk already
+    matches ``config`` (unless ``force``).
+    """
+    config = config or DemoConfig()
+    out_dir = Path(out_dir)
+    if not force and is_current(out_dir, config):
+        return out_dir
+    if config.min_frames > config.max_frames:
+        raise ValueError(f"Expected min_frames <= max_frames. Received: {config.min_frames} > {config.max_frames}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MANIFEST).unlink(missing_ok=True)
+    for split, groups in _split_groups(config).items():
+        rows = []
+        for class_index, label in enumerate(CLASSES):
+            for group in groups:
+                scene = _scene(np.random.default_rng([config.seed, class_index, group]))
+                for clip in range(1, config.clips_per_group + 1):
+                    rng = np.random.default_rng([config.seed, class_index, group, clip])
+                    n_frames = int(rng.integers(config.min_frames, config.max_frames + 1))
+                    name = f"v_{label}_g{group:02d}_c{clip:02d}.avi"
+                    _write_video(out_dir / name, render_clip(label, scene, rng, n_frames))
+                    rows.append((name, label))
+        with (out_dir / f"{split}.csv").open("w", newline="") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(["video_name", "tag"])
+            writer.writerows(rows)
+    (out_dir / MANIFEST).write_text(json.dumps(_manifest(config), indent=2, sort_keys=True))
+    return out_dir

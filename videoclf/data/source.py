@@ -1,0 +1,21 @@
+"""Makes sure the config's data exists before anything reads it."""
+
+from __future__ import annotations
+
+from videoclf.config import Config
+from videoclf.errors import DataError
+
+
+def ensure_data(config: Config) -> None:
+    """Writes the demo set when the config asks for it (a no-op when current); else checks the CSVs."""
+    if config.data.demo is not None:
+        from videoclf.data.demo import generate_demo
+
+        generate_demo(config.data.root, config.data.demo)
+        return
+    for split in ("train", "test"):
+        if not config.data.csv_path(split).is_file():
+            raise DataError(
+                f"{config.data.csv_path(split)} not found. For UCF101 run: videoclf data ucf101 --root DIR; "
+                "for the offline demo use --config experiments/demo.yaml"
+            )

@@ -1,0 +1,237 @@
+"""The HDF5 feature cache: one folder per key, crash-safe, shared by processes.
+
+Layout of ``features_cache/<slug>/``:
+
+- ``features.h5``: entries consolidated from earlier runs;
+- ``parts/*.h5``: entries committed since, one small file per model batch,
+  written to a temporary name and renamed, so ``kill -9`` loses at most the
+  videos in flight and never leaves a half-written file under a real name;
+- ``.lock``: held by the one process that extracts into (or compacts) the cache;
+- ``bad_videos.csv``: the videos the last run could not decode, with reasons.
+
+Every HDF5 file holds the same datasets, one row per video: ``video`` (path
+relative to the data root), ``size`` and ``mtime_ns`` (to notice a changed
+file), ``n_frames`` (frames that really decoded), ``mask`` (positions holding
+real frames) and ``features`` ``(N, max_seq_length, dim)``. Attributes record
+the full key and the versions that wrote it. Later files win over earlier
+ones, so a re-extracted video supersedes its stale entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+from filelock import FileLock, Timeout
+
+from videoclf.errors import CacheError
+
+SCHEMA_VERSION = 1
+CONSOLIDATED = "features.h5"
+
+
+@dataclass(frozen=True)
+class VideoRef:
+    """A video as the cache knows it: key relative to the data root, plus its stat."""
+
+    key: str
+    path: Path
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def from_path(cls, key: str, path: Path) -> "VideoRef":
+        try:
+            stat = path.stat()
+        except OSError:
+            return cls(key, path, -1, -1)
+        return cls(key, path, stat.st_size, stat.st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One extracted video, ready to be written."""
+
+    video: VideoRef
+    features: np.ndarray  # (max_seq_length, dim)
+    n_frames: int
+    mask: np.ndarray  # (max_seq_length,) bool
+
+
+@dataclass(frozen=True)
+class _Location:
+    file: Path
+    row: int
+    size: int
+    mtime_ns: int
+
+
+def cache_slug(key: dict) -> str:
+    """Folder name: readable prefix plus a hash of the full key."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{key['extractor']}-{key['image_size']}px-L{key['max_seq_length']}-{digest}"
+
+
+class FeatureCache:
+    """Reads and appends cached features for one key (see module docstring)."""
+
+    def __init__(self, root: str | Path, key: dict, dim: int, dtype: str = "float16"):
+        self.key = dict(key)
+        self.dim = dim
+        self.dtype = np.dtype(dtype)
+        self.max_length = int(key["max_seq_length"])
+        self.path = Path(root) / cache_slug(self.key)
+        self.parts = self.path / "parts"
+        self.report = self.path / "bad_videos.csv"
+        self._lock = FileLock(str(self.path / ".lock"))
+        self._part_counter = 0
+
+    # -- locking ---------------------------------------------------------
+    @contextlib.contextmanager
+    def locked(self, wait_message: str = "waiting for another process using the cache"):
+        """Exclusive access for the block; says so when it has to wait."""
+        self.parts.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock.acquire(timeout=0.5)
+        except Timeout:
+            print(f"{self.path}: {wait_message} ...", flush=True)
+            self._lock.acquire()
+        try:
+            yield self
+        finally:
+            self._lock.release()
+
+    # -- reading ---------------------------------------------------------
+    def files(self) -> list[Path]:
+        """Consolidated file first, then parts in commit order (later wins)."""
+        out = [self.path / CONSOLIDATED] if (self.path / CONSOLIDATED).is_file() else []
+        if self.parts.is_dir():
+            out += sorted(p for p in self.parts.glob("*.h5"))
+        return out
+
+    def _open(self, file: Path) -> h5py.File:
+        try:
+            handle = h5py.File(file, "r")
+        except OSError as exc:
+            raise CacheError(
+                f"Cache file {file} is corrupt or unreadable ({exc}). Delete it to re-extract what it held "
+                f"(rm {file}), or rebuild the whole cache with: videoclf extract --rebuild"
+            ) from None
+        stored = handle.attrs.get("key")
+        if stored is None or json.loads(stored) != self.key:
+            handle.close()
+            raise CacheError(
+                f"Cache file {file} was written for another configuration (its key differs from this "
+                f"config's {self.key}). Move it out of {self.path} or run: videoclf extract --rebuild"
+            )
+        return handle
+
+    def index(self) -> dict[str, _Location]:
+        """Where the newest entry of every cached video lives."""
+        found: dict[str, _Location] = {}
+        for file in self.files():
+            with self._open(file) as handle:
+                videos = handle["video"].asstr()[:]
+                sizes, mtimes = handle["size"][:], handle["mtime_ns"][:]
+            for row, video in enumerate(videos):
+                found[video] = _Location(file, row, int(sizes[row]), int(mtimes[row]))
+        return found
+
+    def missing(self, videos: list[VideoRef]) -> list[VideoRef]:
+        """Videos with no entry, or whose file changed since it was cached."""
+        index = self.index()
+        out = []
+        for video in videos:
+            loc = index.get(video.key)
+            if loc is None or (loc.size, loc.mtime_ns) != (video.size, video.mtime_ns):
+                out.append(video)
+        return out
+
+    def read(self, keys: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(features (N, L, D), mask (N, L), n_frames (N,))`` for cached ``keys``, in order."""
+        index = self.index()
+        absent = [k for k in keys if k not in index]
+        if absent:
+            raise CacheError(f"{len(absent)} videos are not in cache {self.path}, e.g. {absent[0]}. "
+                             "Run: videoclf extract")
+        features = np.zeros((len(keys), self.max_length, self.dim), self.dtype)
+        mask = np.zeros((len(keys), self.max_length), bool)
+        n_frames = np.zeros(len(keys), np.int64)
+        by_file: dict[Path, list[tuple[int, int]]] = {}
+        for out_row, key in enumerate(keys):
+            loc = index[key]
+            by_file.setdefault(loc.file, []).append((out_row, loc.row))
+        for file, rows in by_file.items():
+            with self._open(file) as handle:
+                rows.sort(key=lambda r: r[1])
+                src = [r for _, r in rows]
+                dst = [o for o, _ in rows]
+                features[dst] = handle["features"][src]
+                mask[dst] = handle["mask"][src]
+                n_frames[dst] = handle["n_frames"][src]
+        return features, mask, n_frames
+
+    # -- writing ---------------------------------------------------------
+    def _write_file(self, target: Path, entries: list[Entry]) -> None:
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        with h5py.File(tmp, "w") as handle:
+            handle.attrs["key"] = json.dumps(self.key, sort_keys=True)
+            handle.attrs["schema_version"] = SCHEMA_VERSION
+            handle.attrs["written_by"] = json.dumps(_versions())
+            handle.attrs["written_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            handle.create_dataset("video", data=[e.video.key for e in entries], dtype=h5py.string_dtype())
+            handle.create_dataset("size", data=np.array([e.video.size for e in entries], np.int64))
+            handle.create_dataset("mtime_ns", data=np.array([e.video.mtime_ns for e in entries], np.int64))
+            handle.create_dataset("n_frames", data=np.array([e.n_frames for e in entries], np.int64))
+            handle.create_dataset("mask", data=np.stack([e.mask for e in entries]))
+            handle.create_dataset(
+                "features", data=np.stack([e.features for e in entries]).astype(self.dtype),
+                chunks=(1, self.max_length, self.dim))
+        os.replace(tmp, target)
+
+    def commit(self, entries: list[Entry]) -> None:
+        """Durably adds entries (caller holds the lock): one new part file."""
+        if not entries:
+            return
+        self._part_counter += 1
+        name = f"part-{time.time_ns():020d}-{os.getpid()}-{self._part_counter:06d}.h5"
+        self._write_file(self.parts / name, entries)
+
+    def compact(self) -> None:
+        """Merges parts into ``features.h5`` (caller holds the lock); crash-safe by rename."""
+        parts = sorted(self.parts.glob("*.h5")) if self.parts.is_dir() else []
+        if not parts:
+            return
+        index = self.index()
+        keys = sorted(index)
+        features, mask, n_frames = self.read(keys)
+        entries = [Entry(VideoRef(k, Path(k), index[k].size, index[k].mtime_ns), features[i], int(n_frames[i]),
+                         mask[i]) for i, k in enumerate(keys)]
+        self._write_file(self.path / CONSOLIDATED, entries)
+        for part in parts:
+            part.unlink(missing_ok=True)
+
+    def clear_stale_temporaries(self) -> None:
+        """Removes ``*.tmp`` files left by a killed writer (caller holds the lock)."""
+        for folder in (self.path, self.parts):
+            for tmp in folder.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in ("videoclf", "h5py", "keras", "tensorflow", "opencv-python-headless"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return out

@@ -1,0 +1,98 @@
+"""Decoding only the sampled frames of a video with OpenCV.
+
+Memory stays flat in the video's length: frames are grabbed (decoded without
+conversion) and only the sampled ones are retrieved, converted BGR → RGB and
+resized. Container frame counts are often wrong, so the count that matters
+is the one that decodes; if it differs from the metadata, a second pass
+samples again with the true count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from videoclf.errors import VideoError
+from videoclf.features.sample import uniform_indices
+
+
+@dataclass(frozen=True)
+class DecodedClip:
+    """The sampled RGB frames ``(m, S, S, 3)`` uint8 and the clip's real frame count."""
+
+    frames: np.ndarray
+    n_frames: int
+
+
+def to_model_frame(frame_bgr: np.ndarray, image_size: int, crop: str) -> np.ndarray:
+    """BGR decoder output → RGB square at ``image_size`` (squashed, or centre-cropped)."""
+    if crop == "center":
+        height, width = frame_bgr.shape[:2]
+        side = min(height, width)
+        top, left = (height - side) // 2, (width - side) // 2
+        frame_bgr = frame_bgr[top: top + side, left: left + side]
+    frame = cv2.resize(frame_bgr, (image_size, image_size), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
+def _open(path: Path) -> cv2.VideoCapture:
+    if not path.is_file():
+        raise VideoError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise VideoError(f"{path}: empty file (0 bytes)")
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        capture.release()
+        raise VideoError(f"{path}: OpenCV cannot open it (corrupt file or unsupported codec)")
+    return capture
+
+
+def _sampled_pass(path: Path, wanted: np.ndarray, image_size: int, crop: str):
+    """One decode pass: returns the frames at ``wanted`` and how many frames decoded."""
+    wanted_set = {int(i): slot for slot, i in enumerate(wanted)}
+    frames: list[np.ndarray | None] = [None] * len(wanted)
+    capture = _open(path)
+    try:
+        index = 0
+        while capture.grab():
+            slot = wanted_set.get(index)
+            if slot is not None:
+                ok, frame = capture.retrieve()
+                if not ok or frame is None:
+                    break  # undecodable frame: treat as the end of the clip
+                frames[slot] = to_model_frame(frame, image_size, crop)
+            index += 1
+    finally:
+        capture.release()
+    return frames, index
+
+
+def _metadata_count(path: Path) -> int:
+    capture = _open(path)
+    try:
+        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        capture.release()
+
+
+def decode_sampled(path: str | Path, length: int, image_size: int, crop: str = "none") -> DecodedClip:
+    """Decodes the ``length`` uniformly sampled frames of ``path`` (all, if the clip is shorter).
+
+    Raises VideoError (with the reason) for missing, empty, unreadable or frameless files.
+    """
+    path = Path(path)
+    guess = _metadata_count(path)
+    wanted = uniform_indices(guess, length) if guess > 0 else np.arange(0)
+    frames, decoded = _sampled_pass(path, wanted, image_size, crop)
+    if decoded == 0:
+        raise VideoError(f"{path}: no frame could be decoded (truncated or corrupt)")
+    if decoded != guess:
+        # Metadata was wrong (or absent): sample again with the count that decoded.
+        wanted = uniform_indices(decoded, length)
+        frames, second = _sampled_pass(path, wanted, image_size, crop)
+        if second != decoded or any(f is None for f in frames):
+            raise VideoError(f"{path}: decoding is not repeatable ({decoded} then {second} frames)")
+    return DecodedClip(np.stack(frames), decoded)

@@ -1,0 +1,211 @@
+"""Fills the feature cache: decode (in a thread) → fixed-shape batches → one compiled model.
+
+Decoding of the next videos overlaps the model's forward pass; frames from
+several videos share a batch, so the model always sees the same shape.
+Completed videos are committed after every batch, so an interrupted run
+keeps what it finished. The model is built only if something is missing.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from videoclf.config import Config
+from videoclf.data.table import read_video_table
+from videoclf.errors import DataError, VideoError
+from videoclf.features.cache import Entry, FeatureCache, VideoRef
+from videoclf.features.decode import DecodedClip, decode_sampled
+from videoclf.features.extractors import FEATURE_DIMS, WeightsSource, build_frame_model, resolve_weights
+from videoclf.features.sample import SAMPLING_RULE
+
+DECODE_LOOKAHEAD = 8  # videos decoded ahead of the model; bounds memory
+
+
+@dataclass
+class ExtractReport:
+    """What one extraction run did; ``bad`` maps video key → reason."""
+
+    cache_path: Path
+    requested: int
+    extracted: int = 0
+    frames: int = 0
+    seconds: float = 0.0
+    bad: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+
+def cache_key(config: Config, weights: WeightsSource) -> dict:
+    """Everything that changes the features, and nothing else."""
+    return {
+        "extractor": config.extractor.name,
+        "weights": weights.kind,
+        "weights_digest": weights.digest,
+        "image_size": config.sampling.image_size,
+        "crop": config.sampling.crop,
+        "sampling_rule": SAMPLING_RULE,
+        "max_seq_length": config.sampling.max_seq_length,
+        "dtype": config.cache.dtype,
+        "colour": "RGB",
+    }
+
+
+def open_cache(config: Config, weights: WeightsSource | None = None) -> FeatureCache:
+    weights = weights or resolve_weights(config.extractor)
+    return FeatureCache(config.cache.dir, cache_key(config, weights), FEATURE_DIMS[config.extractor.name],
+                        config.cache.dtype)
+
+
+def split_videos(config: Config, split: str, csv_path: Path | None = None,
+                 videos_dir: Path | None = None) -> tuple[list[VideoRef], list[str]]:
+    """The videos (and their tags) of one split's CSV, keyed relative to the data root."""
+    csv_path = csv_path or config.data.csv_path(split)
+    videos_dir = videos_dir or config.data.videos_dir(split)
+    table = read_video_table(csv_path)
+    root = config.data.root
+    refs = []
+    for name in table["video_name"]:
+        path = videos_dir / name
+        try:
+            key = path.relative_to(root).as_posix()
+        except ValueError:
+            key = path.as_posix()
+        refs.append(VideoRef.from_path(key, path))
+    return refs, list(table["tag"])
+
+
+def _decode(video: VideoRef, config: Config) -> DecodedClip | VideoError:
+    try:
+        return decode_sampled(video.path, config.sampling.max_seq_length, config.sampling.image_size,
+                              config.sampling.crop)
+    except VideoError as exc:
+        return exc
+    except Exception as exc:  # noqa: BLE001 - a decoder crash on one file must not stop the run
+        return VideoError(f"{video.path}: {type(exc).__name__}: {exc}")
+
+
+class _Batcher:
+    """Packs frames of several videos into fixed batches and scatters features back."""
+
+    def __init__(self, model, cache: FeatureCache, report: ExtractReport, bar):
+        self.model, self.cache, self.report, self.bar = model, cache, report, bar
+        size = model.batch_size
+        self.frames: np.ndarray | None = None
+        self.size = size
+        self.slots: list[tuple[int, int]] = []  # (video slot, position)
+        self.pending: dict[int, list] = {}  # slot -> [video, features, remaining, n_frames, mask]
+
+    def add(self, slot: int, video: VideoRef, clip: DecodedClip) -> None:
+        length = self.cache.max_length
+        mask = np.zeros(length, bool)
+        mask[: len(clip.frames)] = True
+        self.pending[slot] = [video, np.zeros((length, self.cache.dim), np.float32), len(clip.frames),
+                              clip.n_frames, mask]
+        if self.frames is None:
+            self.frames = np.empty((self.size, *clip.frames.shape[1:]), np.uint8)
+        for position, frame in enumerate(clip.frames):
+            self.frames[len(self.slots)] = frame
+            self.slots.append((slot, position))
+            if len(self.slots) == self.size:
+                self.flush()
+
+    def flush(self) -> None:
+        if not self.slots:
+            return
+        features = self.model(self.frames[: len(self.slots)])
+        done = []
+        for (slot, position), vector in zip(self.slots, features):
+            state = self.pending[slot]
+            state[1][position] = vector
+            state[2] -= 1
+            if state[2] == 0:
+                done.append(slot)
+        self.report.frames += len(self.slots)
+        self.slots = []
+        entries = []
+        for slot in done:
+            video, feats, _, n_frames, mask = self.pending.pop(slot)
+            entries.append(Entry(video, feats, n_frames, mask))
+        self.cache.commit(entries)
+        self.report.extracted += len(entries)
+        self.bar.update(len(entries))
+
+
+def _write_bad_report(cache: FeatureCache, bad: dict[str, str]) -> None:
+    with cache.report.open("w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["video", "reason"])
+        writer.writerows(sorted(bad.items()))
+
+
+def extract_videos(config: Config, videos: list[VideoRef], weights: WeightsSource | None = None,
+                   progress: bool = True) -> ExtractReport:
+    """Extracts every video of ``videos`` not yet cached; returns what happened.
+
+    Bad videos are listed in ``bad_videos.csv`` and skipped; raises DataError
+    only when no video is usable or more than ``cache.max_bad_fraction`` are bad.
+    """
+    weights = weights or resolve_weights(config.extractor)  # fails early, before any decoding
+    cache = open_cache(config, weights)
+    report = ExtractReport(cache.path, len(videos))
+    with cache.locked("waiting for another extract process to finish"):
+        cache.clear_stale_temporaries()
+        todo = cache.missing(videos)
+        if todo:
+            _run(config, weights, cache, todo, report, progress)
+            cache.compact()
+        _write_bad_report(cache, report.bad)
+    usable = len(videos) - len(report.bad)
+    if videos and (usable == 0 or len(report.bad) / len(videos) > config.cache.max_bad_fraction):
+        raise DataError(
+            f"{len(report.bad)} of {len(videos)} videos could not be decoded (limit: "
+            f"cache.max_bad_fraction={config.cache.max_bad_fraction}). Reasons are listed in {cache.report}."
+        )
+    return report
+
+
+def _run(config, weights, cache, todo, report, progress) -> None:
+    started = time.perf_counter()
+    model = None
+    bar = tqdm(total=len(todo), unit="video", desc=f"extract {config.extractor.name}", disable=not progress,
+               dynamic_ncols=True)
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
+            queue = deque()
+            videos = iter(enumerate(todo))
+            for slot, video in videos:
+                queue.append((slot, video, pool.submit(_decode, video, config)))
+                if len(queue) >= DECODE_LOOKAHEAD:
+                    break
+            batcher = None
+            while queue:
+                slot, video, future = queue.popleft()
+                nxt = next(videos, None)
+                if nxt is not None:
+                    queue.append((nxt[0], nxt[1], pool.submit(_decode, nxt[1], config)))
+                result = future.result()
+                if isinstance(result, VideoError):
+                    report.bad[video.key] = str(result)
+                    bar.update(1)
+                    continue
+                if batcher is None:
+                    model = build_frame_model(config.extractor, config.sampling, weights)
+                    batcher = _Batcher(model, cache, report, bar)
+                batcher.add(slot, video, result)
+                elapsed = time.perf_counter() - started
+                bar.set_postfix(frames_s=f"{report.frames / elapsed:.1f}" if elapsed else "-", refresh=False)
+            if batcher is not None:
+                batcher.flush()
+    finally:
+        bar.close()
+        report.seconds = time.perf_counter() - started
