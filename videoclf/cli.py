@@ -81,7 +81,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
     from videoclf.search.run import run_search
 
     extra = [f"tuning.max_trials={args.max_trials}"] if args.max_trials else []
-    run_search(_config(args, extra))
+    run_search(_config(args, extra), name=args.config.stem)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,9 +25,9 @@ class DemoConfig(_Section):
     """Parameters of the embedded synthetic data set (see videoclf.data.demo)."""
 
     seed: int = 0
-    train_groups: int = Field(6, ge=2)
-    test_groups: int = Field(3, ge=1)
-    clips_per_group: int = Field(5, ge=1)
+    train_groups: int = Field(20, ge=2)
+    test_groups: int = Field(5, ge=1)
+    clips_per_group: int = Field(3, ge=1)
     min_frames: int = Field(30, ge=1)
     max_frames: int = Field(150, ge=1)
 
@@ -103,8 +103,11 @@ class FloatRange(_Section):
 class SearchSpace(_Section):
     """The GRU model's hyperparameters: a one-element list is a fixed value."""
 
+    temporal_centering: list[bool] = [True]
+    input_dropout: FloatRange | list[float] = [0.5]
+    frame_units: list[int] = [64, 128]
     num_gru_layers: list[int] = [1, 2]
-    gru_units: list[list[int]] = [[64, 128, 256], [32, 64, 128]]
+    gru_units: list[list[int]] = [[32, 64, 128], [32, 64]]
     dropout: FloatRange | list[float] = FloatRange(min=0.0, max=0.5, step=0.1)
     recurrent_dropout: list[float] = [0.0]
     dense_units: list[int] = [0]

@@ -1,0 +1,108 @@
+"""Real KerasTuner searches on a tiny demo set, tracked in a real SQLite MLflow store."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from videoclf.config import load_config
+from videoclf.search.run import run_search, search_id_for
+from videoclf.tracking import ROLE_TAG, SEARCH_TAG, STATUS_TAG
+
+from conftest import REPO
+
+TINY = {
+    "data.demo": {"seed": 3, "train_groups": 3, "test_groups": 1, "clips_per_group": 2, "min_frames": 12,
+                  "max_frames": 30},
+    "training.validation_fraction": 0.34,
+    "training.early_stopping_patience": None,
+}
+
+
+def _trial_runs(client, search_id):
+    experiment = client.get_experiment_by_name("test")
+    return client.search_runs([experiment.experiment_id],
+                              f"tags.{SEARCH_TAG} = '{search_id}' and tags.{ROLE_TAG} = 'trial'")
+
+
+def test_search_logs_every_trial_registers_and_tests_the_winner(tmp_path, make_config, tracking_uri):
+    config = load_config(make_config({**TINY, "tuning.max_trials": 3}))
+    result = run_search(config, "tiny", progress=False)
+    client = MlflowClient()
+    runs = _trial_runs(client, result.search_id)
+    assert len(runs) == len(result.trials) == 3
+    for run in runs:
+        assert run.data.tags["mlflow.parentRunId"] == result.parent_run_id
+        assert run.info.status == "FINISHED" and run.data.tags[STATUS_TAG] == "COMPLETED"
+        assert {"seq_length", "batch_size", "gru_units_0", "learning_rate", "dropout"} <= set(run.data.params)
+        for metric in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+            history = client.get_metric_history(run.info.run_id, metric)
+            assert [m.step for m in history] == [0, 1]
+        assert "score" in run.data.metrics
+    parent = client.get_run(result.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert {"test_accuracy", "test_macro_f1", "best_val_accuracy"} <= set(parent.data.metrics)
+    assert parent.data.params["extractor.name"] == "efficientnet_lite0"
+    assert parent.data.tags["extractor.weights_digest"].startswith("sha256:")
+    assert parent.inputs.dataset_inputs and parent.inputs.dataset_inputs[0].dataset.name == "train"
+    artifacts = {a.path for a in client.list_artifacts(result.parent_run_id, "evaluation")}
+    assert {"evaluation/confusion_matrix.png", "evaluation/per_class_metrics.csv",
+            "evaluation/training_curves.png"} <= artifacts
+    version = client.get_model_version_by_alias("videoclf-test", "champion")
+    assert str(version.version) == result.registration.version and result.registration.champion
+    assert float(version.tags["test_accuracy"]) == pytest.approx(result.evaluation.accuracy, abs=1e-6)
+
+
+def test_failing_trial_is_failed_and_the_search_completes(tmp_path, make_config, tracking_uri):
+    # GRU width 0 is a real Keras error for the trials that draw it.
+    config = load_config(make_config({**TINY, "tuning.max_trials": 4, "search.gru_units": [[8, 0]],
+                                      "search.seq_length": [8], "search.frame_units": [0],
+                                      "search.dropout": [0.0], "search.learning_rate": [0.001],
+                                      "search.input_dropout": [0.0]}))
+    result = run_search(config, "failing", progress=False, register_model=False)
+    runs = _trial_runs(MlflowClient(), result.search_id)
+    statuses = sorted(r.info.status for r in runs)
+    assert statuses == ["FAILED", "FINISHED"]
+    failed = next(r for r in runs if r.info.status == "FAILED")
+    assert failed.data.params["gru_units_0"] == "0" and failed.data.tags["error"]
+    assert result.best_hyperparameters["gru_units_0"] == 8
+
+
+def test_resumed_search_reruns_nothing_and_logs_no_duplicates(tmp_path, make_config, tracking_uri):
+    path = make_config({**TINY, "tuning.max_trials": 2, "training.epochs": 60, "search.batch_size": [2]})
+    config = load_config(path)
+    search_id = search_id_for(config, "cfg")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen([sys.executable, "-m", "videoclf", "tune", "--config", str(path)], cwd=tmp_path,
+                            env=env, stdout=subprocess.DEVNULL, stderr=(tmp_path / "tune.log").open("w"))
+    client = MlflowClient()
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if client.get_experiment_by_name("test") and _trial_runs(client, search_id):
+                break
+        except Exception:  # noqa: BLE001 - the store may be mid-creation
+            pass
+        time.sleep(0.1)
+    assert proc.poll() is None, (tmp_path / "tune.log").read_text()[-3000:]
+    os.kill(proc.pid, signal.SIGKILL)  # mid-trial: its run is left RUNNING
+    proc.wait()
+    assert any(r.info.status == "RUNNING" for r in _trial_runs(client, search_id))
+
+    first = run_search(config, "cfg", progress=False, register_model=False)  # resume
+    runs = _trial_runs(client, search_id)
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    assert len({r.data.tags["kt_trial_id"] for r in runs}) == 2
+
+    more = load_config(path, ["tuning.max_trials=3"])
+    assert search_id_for(more, "cfg") == search_id
+    second = run_search(more, "cfg", progress=False, register_model=False)
+    runs = _trial_runs(client, search_id)
+    assert len(runs) == 3 and len({r.data.tags["kt_trial_id"] for r in runs}) == 3
+    assert second.parent_run_id == first.parent_run_id
+    parent = client.get_run(first.parent_run_id)
+    assert parent.info.status == "FINISHED"

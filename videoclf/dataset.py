@@ -1,0 +1,109 @@
+"""Cached features → labelled arrays for training, validation and test.
+
+Features come from the HDF5 cache (extracting first whatever is missing);
+labels go through a fixed vocabulary; the validation split is stratified by
+class and grouped by UCF101 group id so clips of one actor never sit on both
+sides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from videoclf.config import Config
+from videoclf.data.table import group_id
+from videoclf.errors import DataError
+from videoclf.features.extract import extract_videos, open_cache, split_videos
+from videoclf.features.extractors import WeightsSource, resolve_weights
+from videoclf.features.sample import derive_sequences
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Class names in index order (like the seed's StringLookup); stored with the model."""
+
+    classes: tuple[str, ...]
+
+    def encode(self, tags, source: str) -> np.ndarray:
+        index = {name: i for i, name in enumerate(self.classes)}
+        unknown = sorted({t for t in tags if t not in index})
+        if unknown:
+            raise DataError(f"{source}: label(s) {unknown} are not among the training classes "
+                            f"{list(self.classes)}. Fix the CSV or set data.classes in the config.")
+        return np.array([index[t] for t in tags], np.int64)
+
+
+@dataclass
+class SplitData:
+    """One split's cached sequences at the cache's max length, plus labels and groups."""
+
+    keys: list[str]
+    labels: np.ndarray
+    features: np.ndarray  # (N, L, D), cache dtype
+    stored: np.ndarray  # (N,) positions holding real frames
+    groups: list[str]
+    digest: str
+    _by_length: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def sequences(self, length: int) -> np.ndarray:
+        """``(N, length, D)`` float32 sequences sliced from the cache (zero-padded, so masked)."""
+        if length not in self._by_length:
+            self._by_length[length] = derive_sequences(self.features, self.stored, length)
+        return self._by_length[length][0].astype(np.float32)
+
+    def subset(self, rows: np.ndarray) -> "SplitData":
+        rows = np.asarray(rows)
+        return SplitData([self.keys[i] for i in rows], self.labels[rows], self.features[rows],
+                         self.stored[rows], [self.groups[i] for i in rows], f"{self.digest}:{len(rows)}")
+
+
+def vocabulary_for(config: Config, train_tags: list[str]) -> Vocabulary:
+    if config.data.classes:
+        return Vocabulary(tuple(config.data.classes))
+    return Vocabulary(tuple(sorted(set(train_tags))))
+
+
+def load_split(config: Config, split: str, vocabulary: Vocabulary | None = None,
+               weights: WeightsSource | None = None, progress: bool = True) -> tuple[SplitData, Vocabulary]:
+    """Loads a split from the cache (extracting what is missing); bad videos are left out."""
+    weights = weights or resolve_weights(config.extractor)
+    videos, tags = split_videos(config, split)
+    report = extract_videos(config, videos, weights, progress=progress)
+    if config.data.classes:
+        keep = [i for i, t in enumerate(tags) if t in set(config.data.classes)]
+        videos, tags = [videos[i] for i in keep], [tags[i] for i in keep]
+    vocabulary = vocabulary or vocabulary_for(config, tags)
+    labels = vocabulary.encode(tags, str(config.data.csv_path(split)))
+    usable = [i for i, v in enumerate(videos) if v.key not in report.bad]
+    if len(usable) < len(videos):
+        print(f"{split}: leaving out {len(videos) - len(usable)} undecodable videos "
+              f"(see {report.cache_path / 'bad_videos.csv'})")
+    keys = [videos[i].key for i in usable]
+    features, mask, _ = open_cache(config, weights).read(keys)
+    groups = [f"{tags[i]}/{group_id(videos[i].key) or videos[i].key}" for i in usable]
+    digest = hashlib.sha256("\n".join(f"{k},{tags[i]}" for k, i in zip(keys, usable)).encode()).hexdigest()
+    return SplitData(keys, labels[usable], features, mask.sum(axis=1), groups, digest[:16]), vocabulary
+
+
+def validation_split(data: SplitData, fraction: float, seed: int) -> tuple[SplitData, SplitData]:
+    """Stratified by class, grouped by UCF101 group (class + gNN), seeded.
+
+    Unlike the seed's ``validation_split=0.3`` (the last 30% of a class-sorted
+    CSV), every class appears on both sides and no group is split.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    folds = max(2, round(1 / fraction))
+    n_groups = len(set(data.groups))
+    if n_groups < folds:
+        raise DataError(f"Expected at least {folds} video groups for a {fraction:.0%} grouped validation split. "
+                        f"Received: {n_groups}. Lower training.validation_fraction or add videos.")
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    train_rows, val_rows = next(splitter.split(np.zeros(len(data)), data.labels, data.groups))
+    return data.subset(train_rows), data.subset(val_rows)

@@ -1,0 +1,183 @@
+"""MLflow bookkeeping for a search: one parent run, one nested run per KerasTuner trial.
+
+Everything goes through ``MlflowClient`` with explicit run ids (no global
+"active run"), so hooks can be called from anywhere and a resumed search
+can find what an earlier process logged: trial runs carry the search id and
+the KerasTuner trial id as tags.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+import warnings
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+SEARCH_TAG = "videoclf_search_id"
+TRIAL_TAG = "kt_trial_id"
+STATUS_TAG = "kt_status"
+ROLE_TAG = "videoclf_role"
+PACKAGES = ("videoclf", "tensorflow", "keras", "keras-tuner", "mlflow", "opencv-python-headless", "numpy",
+            "h5py")
+EPOCH_METRICS = {"loss": "train_loss", "accuracy": "train_accuracy", "val_loss": "val_loss",
+                 "val_accuracy": "val_accuracy"}
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for package in PACKAGES:
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                                cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": "1"}`` for MLflow params."""
+    out: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
+    return out
+
+
+class SearchTracker:
+    """The MLflow side of one search (see module docstring)."""
+
+    def __init__(self, experiment_name: str, search_id: str, run_name: str):
+        self.client = MlflowClient()
+        self.search_id = search_id
+        experiment = self.client.get_experiment_by_name(experiment_name)
+        self.experiment_id = (experiment.experiment_id if experiment
+                              else self.client.create_experiment(experiment_name))
+        self.parent_run_id = self._parent_run(run_name)
+        self._trial_runs: dict[str, str] = {}
+        self._trial_started: dict[str, float] = {}
+
+    # -- parent run ------------------------------------------------------
+    def _parent_run(self, run_name: str) -> str:
+        # Under `mlflow run`, the project run is the parent; otherwise reuse
+        # this search's latest parent (a resume), or start one.
+        env_run = os.environ.get("MLFLOW_RUN_ID")
+        if env_run:
+            run = self.client.get_run(env_run)
+            self.experiment_id = run.info.experiment_id
+            self.client.set_tag(env_run, SEARCH_TAG, self.search_id)
+            self.client.set_tag(env_run, ROLE_TAG, "search")
+            return env_run
+        previous = self.client.search_runs(
+            [self.experiment_id], f"tags.{SEARCH_TAG} = '{self.search_id}' and tags.{ROLE_TAG} = 'search'",
+            order_by=["attributes.start_time DESC"], max_results=1)
+        if previous:
+            run_id = previous[0].info.run_id
+            self.client.update_run(run_id, status="RUNNING")
+            return run_id
+        run = self.client.create_run(self.experiment_id, run_name=run_name,
+                                     tags={SEARCH_TAG: self.search_id, ROLE_TAG: "search"})
+        return run.info.run_id
+
+    def log_setup(self, *, config: dict, space: dict, tuner: str, weights: dict, dataset_table, dataset_digest: str,
+                  dataset_source: str) -> None:
+        """Full config, search space, versions, commit, weights and the dataset input."""
+        params = flatten(config)
+        existing = self.client.get_run(self.parent_run_id).data.params
+        fresh = [Param(k, v[:6000]) for k, v in params.items() if k not in existing]
+        for start in range(0, len(fresh), 100):
+            self.client.log_batch(self.parent_run_id, params=fresh[start: start + 100])
+        tags = {"tuner": tuner, "extractor.weights": weights["kind"], "extractor.weights_digest": weights["digest"],
+                **{f"version.{k}": v for k, v in package_versions().items()}}
+        commit = git_commit()
+        if commit:
+            tags["mlflow.source.git.commit"] = commit
+        self.client.log_batch(self.parent_run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self.client.log_dict(self.parent_run_id, config, "config.json")
+        self.client.log_dict(self.parent_run_id, space, "search_space.json")
+        with warnings.catch_warnings():  # source-kind ambiguity and int-column hints are noise here
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_pandas(dataset_table, source=dataset_source, name="train",
+                                              digest=dataset_digest)
+        from mlflow.entities import DatasetInput, InputTag
+
+        self.client.log_inputs(self.parent_run_id, datasets=[DatasetInput(
+            dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "train")])])
+
+    def finish(self, status: str = "FINISHED") -> None:
+        if not os.environ.get("MLFLOW_RUN_ID"):
+            self.client.set_terminated(self.parent_run_id, status)
+
+    # -- trial runs ------------------------------------------------------
+    def _existing_trial_runs(self, trial_id: str):
+        return self.client.search_runs(
+            [self.experiment_id], f"tags.{SEARCH_TAG} = '{self.search_id}' and tags.{TRIAL_TAG} = '{trial_id}'")
+
+    def trial_started(self, trial_id: str, params: dict[str, Any]) -> None:
+        # A run left by a crashed attempt of this trial is replaced: one run per trial.
+        for stale in self._existing_trial_runs(trial_id):
+            self.client.delete_run(stale.info.run_id)
+        run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial_id}", tags={
+            "mlflow.parentRunId": self.parent_run_id, SEARCH_TAG: self.search_id, TRIAL_TAG: trial_id,
+            STATUS_TAG: "RUNNING", ROLE_TAG: "trial"})
+        self._trial_runs[trial_id] = run.info.run_id
+        self._trial_started[trial_id] = time.perf_counter()
+        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+    def epoch_ended(self, trial_id: str, epoch: int, logs: dict[str, float]) -> None:
+        now = int(time.time() * 1000)
+        metrics = [Metric(EPOCH_METRICS.get(k, k), float(v), now, epoch) for k, v in logs.items()
+                   if isinstance(v, (int, float))]
+        self.client.log_batch(self._trial_runs[trial_id], metrics=metrics)
+
+    def trial_ended(self, trial_id: str, status: str, score: float | None, best_epoch: int | None,
+                    message: str | None) -> None:
+        run_id = self._trial_runs.pop(trial_id)
+        metrics = {"trial_seconds": time.perf_counter() - self._trial_started.pop(trial_id)}
+        if score is not None:
+            metrics["score"] = score
+        if best_epoch is not None:
+            metrics["best_epoch"] = best_epoch
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                              tags=[RunTag(STATUS_TAG, status)])
+        if message:
+            self.client.set_tag(run_id, "error", message.strip().splitlines()[-1][:5000])
+            self.client.log_text(run_id, message, "error.txt")
+        self.client.set_terminated(run_id, "FINISHED" if status == "COMPLETED" else "FAILED")
+
+    def trial_runs(self) -> list:
+        """Every trial run of this search (all parents), newest first."""
+        return self.client.search_runs(
+            [self.experiment_id], f"tags.{SEARCH_TAG} = '{self.search_id}' and tags.{ROLE_TAG} = 'trial'",
+            max_results=10000)
+
+    def log_artifact_files(self, files: dict[str, Path | str], artifact_path: str | None = None) -> None:
+        for file in files.values():
+            self.client.log_artifact(self.parent_run_id, str(file), artifact_path)
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.parent_run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+
+    def scratch_dir(self) -> tempfile.TemporaryDirectory:
+        return tempfile.TemporaryDirectory(prefix="videoclf-")
