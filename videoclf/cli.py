@@ -23,8 +23,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="override a config value, e.g. --set tuning.max_trials=3 (repeatable)")
 
 
-def _config(args: argparse.Namespace, extra: list[str] | None = None) -> Config:
-    return load_config(args.config, list(args.overrides) + (extra or []))
+def _config(args: argparse.Namespace, extra: list[str] | None = None, optional: bool = False) -> Config:
+    """The experiment config; with ``optional``, built-in defaults when the default file is absent
+    (predict/evaluate run from any directory: the model carries its own settings)."""
+    overrides = list(args.overrides) + (extra or [])
+    if optional and args.config == DEFAULT_CONFIG and not DEFAULT_CONFIG.is_file():
+        return load_config(None, overrides, defaults_only=True)
+    return load_config(args.config, overrides)
 
 
 def cmd_data_demo(args: argparse.Namespace) -> None:
@@ -84,6 +89,20 @@ def cmd_tune(args: argparse.Namespace) -> None:
     run_search(_config(args, extra), name=args.config.stem)
 
 
+def cmd_predict(args: argparse.Namespace) -> None:
+    from videoclf.use_model import default_model_uri, predict_videos
+
+    config = _config(args, optional=True)
+    predict_videos(args.videos, args.model or default_model_uri(config), args.gif, args.csv)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from videoclf.use_model import default_model_uri, evaluate_model
+
+    config = _config(args)
+    evaluate_model(config, args.model or default_model_uri(config), args.split)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="videoclf", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -112,8 +131,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     tune = commands.add_parser("tune", help="KerasTuner search tracked in MLflow; registers the winner")
     _common(tune)
-    tune.add_argument("--max-trials", type=int, default=0, help="override tuning.max_trials (0: keep config)")
+    tune.add_argument("--max-trials", type=lambda v: int(float(v)), default=0,
+                      help="override tuning.max_trials (0: keep config)")
     tune.set_defaults(func=cmd_tune)
+
+    predict = commands.add_parser("predict", help="class probabilities for video files from a registered model")
+    _common(predict)
+    predict.add_argument("videos", nargs="+", help="video files")
+    predict.add_argument("--model", help="model URI (default: models:/<tracking.registered_model_name>@champion)")
+    predict.add_argument("--gif", type=Path, help="write an animated GIF of the frames the model saw")
+    predict.add_argument("--csv", type=Path, help="write all predictions to this CSV")
+    predict.set_defaults(func=cmd_predict)
+
+    evaluate = commands.add_parser("evaluate", help="score a registered model on a split; logged to MLflow")
+    _common(evaluate)
+    evaluate.add_argument("--model", help="model URI (default: models:/<tracking.registered_model_name>@champion)")
+    evaluate.add_argument("--split", choices=("train", "test"), default="test")
+    evaluate.set_defaults(func=cmd_evaluate)
     return parser
 
 

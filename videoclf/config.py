@@ -228,8 +228,17 @@ def _describe(error: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Loads an experiment YAML, applies ``--set`` overrides, validates the result."""
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                defaults_only: bool = False) -> Config:
+    """Loads an experiment YAML, applies ``--set`` overrides, validates the result.
+
+    ``defaults_only`` starts from the built-in defaults instead of a file.
+    """
+    if defaults_only:
+        try:
+            return Config.model_validate(parse_overrides(overrides))
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, f"(defaults) with overrides {overrides}")) from None
     path = Path(path) if path else DEFAULT_CONFIG
     if not path.is_file():
         raise ConfigError(f"Config file not found: {path}. Pass --config with a file from experiments/.")

@@ -7,7 +7,10 @@ otherwise the version is registered without it, and the reason is returned.
 
 from __future__ import annotations
 
+import json
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from mlflow.exceptions import MlflowException
@@ -30,6 +33,52 @@ def sequence_signature(num_features: int, num_classes: int) -> ModelSignature:
     return ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, num_features), "features")]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, num_classes), "probabilities")]))
+
+
+def model_requirements() -> list[str]:
+    """Pinned pip requirements of a logged model (inference needs no tuner or tracking server)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    packages = ("tensorflow", "keras", "mlflow", "opencv-python-headless", "numpy", "pandas", "h5py", "pydantic",
+                "pyyaml", "filelock", "tqdm")
+    out = []
+    for package in packages:
+        try:
+            out.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def log_video_model(config, sequence_model, classes, seq_length: int):
+    """Logs the video-in pyfunc (see videoclf.inference) to the active run; returns its ModelInfo.
+
+    The extractor's weights are bundled, saved from the exact extractor that
+    filled the cache, so the model predicts offline and needs no Keras download.
+    """
+    import mlflow
+    import videoclf
+    from videoclf.features.extractors import build_keras_extractor, resolve_weights
+    from videoclf.inference import SETTINGS, VideoClassifier
+
+    weights = resolve_weights(config.extractor)
+    extractor = build_keras_extractor(config.extractor, config.sampling.image_size, weights)
+    settings = {"classes": list(classes), "seq_length": seq_length,
+                "sampling": config.sampling.model_dump(mode="json"),
+                "extractor": config.extractor.model_dump(mode="json"), "cache_dtype": config.cache.dtype,
+                "extractor_weights": {"kind": weights.kind, "digest": weights.digest}}
+    with tempfile.TemporaryDirectory(prefix="videoclf-model-") as tmp:
+        tmp = Path(tmp)
+        sequence_model.save(tmp / "sequence_model.keras")
+        extractor.save_weights(tmp / "extractor.weights.h5")
+        (tmp / SETTINGS).write_text(json.dumps(settings, indent=2))
+        return mlflow.pyfunc.log_model(
+            name="model", python_model=VideoClassifier(),
+            artifacts={"sequence_model": str(tmp / "sequence_model.keras"),
+                       "extractor_weights": str(tmp / "extractor.weights.h5"), "settings": str(tmp / SETTINGS)},
+            # No input schema: a DataFrame with video_path, a list of paths or one path all work.
+            code_paths=[str(Path(videoclf.__file__).parent)], pip_requirements=model_requirements(),
+            metadata={"classes": list(classes), "seq_length": seq_length})
 
 
 def _current_champion(client: MlflowClient, name: str, alias: str):

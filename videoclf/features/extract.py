@@ -9,6 +9,7 @@ keeps what it finished. The model is built only if something is missing.
 from __future__ import annotations
 
 import csv
+import sys
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -38,11 +39,14 @@ class ExtractReport:
     extracted: int = 0
     frames: int = 0
     seconds: float = 0.0
+    model_build_seconds: float = 0.0
     bad: dict[str, str] = field(default_factory=dict)
 
     @property
     def frames_per_second(self) -> float:
-        return self.frames / self.seconds if self.seconds else 0.0
+        """Throughput once the model is built (the seed loop's timing excludes its build too)."""
+        busy = self.seconds - self.model_build_seconds
+        return self.frames / busy if busy > 0 else 0.0
 
 
 def cache_key(config: Config, weights: WeightsSource) -> dict:
@@ -176,9 +180,8 @@ def extract_videos(config: Config, videos: list[VideoRef], weights: WeightsSourc
 
 def _run(config, weights, cache, todo, report, progress) -> None:
     started = time.perf_counter()
-    model = None
     bar = tqdm(total=len(todo), unit="video", desc=f"extract {config.extractor.name}", disable=not progress,
-               dynamic_ncols=True)
+               dynamic_ncols=True, mininterval=0.2 if sys.stderr.isatty() else 10.0)
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
             queue = deque()
@@ -199,7 +202,9 @@ def _run(config, weights, cache, todo, report, progress) -> None:
                     bar.update(1)
                     continue
                 if batcher is None:
+                    built = time.perf_counter()
                     model = build_frame_model(config.extractor, config.sampling, weights)
+                    report.model_build_seconds = time.perf_counter() - built
                     batcher = _Batcher(model, cache, report, bar)
                 batcher.add(slot, video, result)
                 elapsed = time.perf_counter() - started

@@ -44,6 +44,8 @@ def derive_sequences(features: np.ndarray, stored: np.ndarray, length: int) -> t
     out = np.zeros((count, length, dim), features.dtype)
     mask = np.zeros((count, length), bool)
     for row in range(count):
+        if stored[row] < 1:
+            continue  # nothing decoded: an all-padding row
         positions = derived_positions(int(stored[row]), max_length, length)
         out[row, : len(positions)] = features[row, positions]
         mask[row, : len(positions)] = True

@@ -19,7 +19,7 @@ from videoclf.errors import VideoclfError
 from videoclf.evaluation import Evaluation, evaluate_probabilities, format_report, write_report_files
 from videoclf.features.extractors import FEATURE_DIMS, resolve_weights
 from videoclf.model import feature_statistics
-from videoclf.registry import Registration, register, sequence_signature
+from videoclf.registry import Registration, model_requirements, register, sequence_signature
 from videoclf.search.hypermodel import GRUHyperModel
 from videoclf.search.tuner import make_tuner, training_callbacks
 from videoclf.tracking import SearchTracker
@@ -149,23 +149,17 @@ def _finish(config, tuner, tracker, vocabulary: Vocabulary, test: SplitData, sea
                         float(best.score), evaluation, registration, trials)
 
 
-def _requirements() -> list[str]:
-    from videoclf.tracking import package_versions
-
-    versions = package_versions()
-    return [f"{name}=={versions[name]}" for name in ("tensorflow", "keras") if name in versions]
-
-
 def _log_and_register(config, model, vocabulary, length, evaluation, test, tracker, best) -> Registration:
+    """Logs the sequence model (tensor signature, time = -1) and the video-in pyfunc; registers the pyfunc."""
     import mlflow
 
+    from videoclf.registry import log_video_model
+
     with mlflow.start_run(run_id=tracker.parent_run_id):
-        info = mlflow.keras.log_model(
-            model, name="sequence_model", pip_requirements=_requirements(),
-            signature=sequence_signature(model.input_shape[-1], len(vocabulary.classes)),
-            metadata={"classes": list(vocabulary.classes), "seq_length": int(length),
-                      "extractor": config.extractor.model_dump(mode="json"),
-                      "sampling": config.sampling.model_dump(mode="json")})
+        mlflow.keras.log_model(
+            model, name="sequence_model", pip_requirements=model_requirements(),
+            signature=sequence_signature(model.input_shape[-1], len(vocabulary.classes)))
+        info = log_video_model(config, model, vocabulary.classes, int(length))
     return register(info.model_uri, name=config.tracking.registered_model_name,
                     alias=config.tracking.champion_alias, test_accuracy=evaluation.accuracy,
                     test_digest=test.digest, tags={"search_id": tracker.search_id, "trial_id": best.trial_id,

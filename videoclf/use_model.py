@@ -1,0 +1,121 @@
+"""Using a registered model: predict on video files, evaluate on a split (logged to MLflow)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from videoclf.config import Config
+from videoclf.errors import DataError, VideoclfError
+from videoclf.evaluation import Evaluation, evaluate_probabilities, format_report, write_report_files
+from videoclf.inference import ERROR_COLUMN, LABEL_COLUMN, load_settings, sampled_frames
+
+
+def default_model_uri(config: Config) -> str:
+    return f"models:/{config.tracking.registered_model_name}@{config.tracking.champion_alias}"
+
+
+def load_video_model(uri: str):
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow.pyfunc.load_model(uri)
+    except (MlflowException, OSError) as exc:
+        raise VideoclfError(
+            f"Cannot load model {uri} from MLflow ({mlflow.get_tracking_uri()}): {str(exc).splitlines()[0]}. "
+            "Run `videoclf tune` first, or pass --model with a registered model URI (models:/NAME@ALIAS or "
+            "models:/NAME/VERSION); set MLFLOW_TRACKING_URI if the store is elsewhere."
+        ) from None
+
+
+def format_prediction(row: pd.Series, classes: list[str]) -> str:
+    """The seed's display: classes sorted by probability, as percentages."""
+    if isinstance(row[ERROR_COLUMN], str):
+        return f"{row['video_path']}\n  error: {row[ERROR_COLUMN]}"
+    order = sorted(classes, key=lambda c: -row[c])
+    return "\n".join([str(row["video_path"])] + [f"  {c}: {row[c] * 100:5.2f}%" for c in order])
+
+
+def write_gif(frames: np.ndarray, path: Path, fps: int = 10) -> Path:
+    from PIL import Image
+
+    images = [Image.fromarray(frame) for frame in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    return path
+
+
+def predict_videos(paths: list[str], model_uri: str, gif: Path | None = None,
+                   csv: Path | None = None) -> pd.DataFrame:
+    model = load_video_model(model_uri)
+    table = model.predict(pd.DataFrame({"video_path": [str(p) for p in paths]}))
+    settings = load_settings(model)
+    for _, row in table.iterrows():
+        print(format_prediction(row, settings["classes"]))
+    if csv:
+        table.to_csv(csv, index=False)
+        print(f"predictions written to {csv}")
+    if gif:
+        for index, path in enumerate(paths):
+            if isinstance(table[ERROR_COLUMN][index], str):
+                continue
+            target = gif if len(paths) == 1 else gif.with_name(f"{gif.stem}_{Path(path).stem}{gif.suffix}")
+            write_gif(sampled_frames(str(path), settings), target)
+            print(f"sampled frames written to {target}")
+    return table
+
+
+def evaluate_model(config: Config, model_uri: str, split: str = "test") -> Evaluation:
+    """Predicts the split's raw videos through the registered model and logs an evaluation run."""
+    import mlflow
+
+    from videoclf.data.table import read_video_table
+
+    table = read_video_table(config.data.csv_path(split))
+    videos_dir = config.data.videos_dir(split)
+    model = load_video_model(model_uri)
+    classes = load_settings(model)["classes"]
+    unknown = sorted(set(table.tag) - set(classes))
+    if unknown:
+        raise DataError(f"{config.data.csv_path(split)}: label(s) {unknown} are not classes of {model_uri} "
+                        f"({classes}).")
+    predictions = model.predict(pd.DataFrame({"video_path": [str(videos_dir / n) for n in table.video_name]}))
+    ok = predictions[ERROR_COLUMN].isna().to_numpy()
+    if not ok.all():
+        print(f"{(~ok).sum()} videos could not be decoded and are left out, e.g. "
+              f"{predictions[ERROR_COLUMN][~ok].iloc[0]}")
+    labels = np.array([classes.index(t) for t in table.tag])[ok]
+    evaluation = evaluate_probabilities(predictions.loc[ok, classes].to_numpy(), labels, tuple(classes))
+    print(f"{model_uri} on {split} ({ok.sum()} videos):\n{format_report(evaluation)}")
+
+    mlflow.set_experiment(config.tracking.experiment_name)
+    with mlflow.start_run(run_name=f"evaluate {model_uri} on {split}", tags={
+            "videoclf_role": "evaluation", "model_uri": model_uri, "split": split, **_version_tags(model_uri)}):
+        mlflow.log_metrics(evaluation.metrics(f"{split}_"))
+        with tempfile.TemporaryDirectory(prefix="videoclf-eval-") as tmp:
+            files = write_report_files(evaluation, Path(tmp), title=f"{model_uri} {split}")
+            predictions.to_csv(Path(tmp) / "predictions.csv", index=False)
+            mlflow.log_artifacts(tmp, "evaluation")
+    return evaluation
+
+
+def _version_tags(model_uri: str) -> dict[str, str]:
+    """Registered name and version behind a models:/ URI, for the evaluation run's tags."""
+    from mlflow.tracking import MlflowClient
+
+    if not model_uri.startswith("models:/"):
+        return {}
+    name, _, ref = model_uri[len("models:/"):].partition("@")
+    client = MlflowClient()
+    try:
+        if ref:
+            version = client.get_model_version_by_alias(name, ref)
+        else:
+            name, _, number = model_uri[len("models:/"):].partition("/")
+            version = client.get_model_version(name, number)
+    except Exception:  # noqa: BLE001 - tags are best effort
+        return {}
+    return {"registered_model": name, "model_version": str(version.version)}
