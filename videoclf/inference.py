@@ -95,9 +95,10 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
             probabilities[good] = self.sequence_model.predict(sequences[good], verbose=0)
         table = pd.DataFrame(probabilities, columns=self.classes)
         table.insert(0, "video_path", paths)
-        table[LABEL_COLUMN] = [None if i in errors else self.classes[int(np.argmax(probabilities[i]))]
-                               for i in range(len(paths))]
-        table[ERROR_COLUMN] = [errors.get(i) for i in range(len(paths))]
+        # object columns keep None (JSON null) for "no value"; pandas' string dtype would turn it into NaN
+        table[LABEL_COLUMN] = pd.Series([None if i in errors else self.classes[int(np.argmax(probabilities[i]))]
+                                         for i in range(len(paths))], dtype=object)
+        table[ERROR_COLUMN] = pd.Series([errors.get(i) for i in range(len(paths))], dtype=object)
         return table
 
 

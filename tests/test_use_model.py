@@ -1,0 +1,197 @@
+"""The registered model as a user meets it: fresh process, other directory, raw video files."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from videoclf.config import load_config
+from videoclf.search.run import run_search
+
+from conftest import REPO
+
+MODEL = "models:/videoclf-test@champion"
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """One tiny tracked search whose champion the tests below use."""
+    root = tmp_path_factory.mktemp("searched")
+    config_path = root / "cfg.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "data": {"root": str(root / "data"), "demo": {"seed": 5, "train_groups": 3, "test_groups": 1,
+                                                      "clips_per_group": 2, "min_frames": 12, "max_frames": 30}},
+        "sampling": {"max_seq_length": 8, "image_size": 64},
+        "extractor": {"name": "efficientnet_lite0", "weights": "imagenet", "batch_size": 8},
+        "cache": {"dir": str(root / "cache")},
+        "search": {"seq_length": [4], "num_gru_layers": [1], "gru_units": [[8]], "batch_size": [8]},
+        "tuning": {"max_trials": 1, "directory": str(root / "tuner")},
+        "training": {"epochs": 3, "validation_fraction": 0.34},
+        "tracking": {"experiment_name": "test", "registered_model_name": "videoclf-test"},
+    }))
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.chdir(root)  # MLflow's artifact store lands beside the database
+        result = run_search(load_config(config_path), "searched", progress=False)
+        yield {"root": root, "uri": uri, "config": config_path, "result": result,
+               "videos": sorted((root / "data").glob("v_*_g01_*.avi"))}
+
+
+def _run(args, cwd, uri, timeout=300):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_pyfunc_predicts_paths_in_a_fresh_process_elsewhere(searched, tmp_path):
+    videos = [str(v) for v in searched["videos"][:2]]
+    (tmp_path / "broken.avi").write_bytes(b"junk")
+    script = f"""
+import json, mlflow, pandas as pd
+model = mlflow.pyfunc.load_model({MODEL!r})
+table = model.predict({videos + [str(tmp_path / 'broken.avi')]!r})
+same = model.predict(pd.DataFrame({{"video_path": {videos!r}}}))
+print(json.dumps({{"labels": table.predicted_label.tolist(), "errors": table.error.tolist(),
+                  "columns": list(table.columns), "same": same.predicted_label.tolist()}}))
+"""
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    env_cache = searched["root"] / "cache"
+    env_cache.rename(env_cache.with_name("cache-hidden"))  # the model must not need the feature cache
+    try:
+        result = _run([sys.executable, "-c", script], other, searched["uri"])
+    finally:
+        env_cache.with_name("cache-hidden").rename(env_cache)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    classes = json.loads((searched["root"] / "data" / "demo_manifest.json").read_text())["classes"]
+    assert set(classes) <= set(out["columns"]) and "predicted_label" in out["columns"]
+    assert out["labels"][:2] == out["same"] and all(label in classes for label in out["labels"][:2])
+    assert out["labels"][2] is None and "broken.avi" in out["errors"][2] and out["errors"][0] is None
+
+
+def test_predict_command_prints_sorted_probabilities_and_writes_a_gif(searched, tmp_path):
+    video = searched["videos"][0]
+    result = _run([sys.executable, "-m", "videoclf", "predict", str(video), "--model", MODEL, "--gif", "seen.gif",
+                   "--csv", "p.csv"],
+                  tmp_path, searched["uri"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("  ")]
+    percents = [float(line.rsplit(":", 1)[1].strip().rstrip("%")) for line in lines]
+    assert len(percents) == 5 and percents == sorted(percents, reverse=True)
+    assert abs(sum(percents) - 100) < 0.1
+    from PIL import Image
+
+    gif = Image.open(tmp_path / "seen.gif")
+    total = 0
+    for index in range(gif.n_frames):  # Pillow merges identical neighbours, adding up their durations
+        gif.seek(index)
+        total += gif.info["duration"]
+    assert total == 4 * 100  # the model's 4 frames at 10 fps
+    assert (tmp_path / "p.csv").read_text().startswith("video_path,")
+
+
+def test_predict_without_a_model_is_one_clear_error(tmp_path):
+    result = _run([sys.executable, "-m", "videoclf", "predict", "x.avi"], tmp_path,
+                  f"sqlite:///{tmp_path / 'empty.db'}")
+    assert result.returncode == 2 and "Cannot load model" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_evaluate_reproduces_the_tune_test_accuracy(searched):
+    result = _run([sys.executable, "-m", "videoclf", "evaluate", "--config", str(searched["config"]),
+                   "--model", MODEL], searched["root"], searched["uri"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(searched["uri"])
+    logged = client.get_run(searched["result"].parent_run_id).data.metrics["test_accuracy"]
+    experiment = client.get_experiment_by_name("test")
+    runs = client.search_runs([experiment.experiment_id], "tags.videoclf_role = 'evaluation'")
+    assert len(runs) == 1 and runs[0].data.tags["model_version"] == searched["result"].registration.version
+    assert runs[0].data.metrics["test_accuracy"] == pytest.approx(logged, abs=1e-9)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_served_model_answers_on_localhost(searched):
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": searched["uri"], "TF_CPP_MIN_LOG_LEVEL": "3"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", MODEL, "--env-manager", "local", "-h",
+         "127.0.0.1", "-p", str(port), "--workers", "1"],
+        cwd=searched["root"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, "mlflow models serve exited"
+                time.sleep(1)
+        body = json.dumps({"dataframe_split": {"columns": ["video_path"],
+                                               "data": [[str(searched["videos"][0])]]}}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as response:
+            answer = json.loads(response.read())
+        row = answer["predictions"][0]
+        probabilities = [v for k, v in row.items() if k not in ("video_path", "predicted_label", "error")]
+        assert len(probabilities) == 5 and abs(sum(probabilities) - 1) < 1e-3
+        assert row["predicted_label"] in row
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"),
+                    reason="Debian chromium not installed; .ci/run installs it")
+def test_mlflow_ui_lists_the_trial_runs_in_a_browser(searched, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", searched["uri"], "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1"], cwd=searched["root"], stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, "mlflow server exited"
+                time.sleep(1)
+        experiment = MlflowClient(searched["uri"]).get_experiment_by_name("test")
+        with sync_playwright() as browser_driver:
+            browser = browser_driver.chromium.launch(
+                executable_path=str(CHROMIUM),
+                args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+                      "--disable-component-update", "--disable-sync"])
+            page = browser.new_page(viewport={"width": 1500, "height": 900})
+            page.goto(f"http://127.0.0.1:{port}/#/experiments/{experiment.experiment_id}/runs")
+            page.get_by_text("searched", exact=True).first.wait_for(timeout=60000)  # the search's parent run
+            page.locator("button[data-component-id*='runnamecellrenderer']").first.click()  # expand its trials
+            page.get_by_text("trial-0", exact=True).first.wait_for(timeout=30000)
+            page.screenshot(path=str(tmp_path / "mlflow_ui.png"))
+            browser.close()
+        assert (tmp_path / "mlflow_ui.png").stat().st_size > 10_000
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
