@@ -69,6 +69,8 @@ class SearchTracker:
     def __init__(self, experiment_name: str, search_id: str, run_name: str):
         self.client = MlflowClient()
         self.search_id = search_id
+        self.experiment_name = experiment_name
+        self.owns_parent = True
         experiment = self.client.get_experiment_by_name(experiment_name)
         self.experiment_id = (experiment.experiment_id if experiment
                               else self.client.create_experiment(experiment_name))
@@ -78,25 +80,31 @@ class SearchTracker:
 
     # -- parent run ------------------------------------------------------
     def _parent_run(self, run_name: str) -> str:
-        # Under `mlflow run`, the project run is the parent; otherwise reuse
-        # this search's latest parent (a resume), or start one.
+        # Under `mlflow run` the project run is the parent when it lives in the
+        # configured experiment; otherwise it gets a tag pointing at our parent.
+        # A re-run of the same search reuses its latest parent (a resume).
         env_run = os.environ.get("MLFLOW_RUN_ID")
-        if env_run:
-            run = self.client.get_run(env_run)
-            self.experiment_id = run.info.experiment_id
+        if env_run and self.client.get_run(env_run).info.experiment_id == self.experiment_id:
+            self.owns_parent = False
+            self.client.update_run(env_run, name=run_name)  # instead of MLflow's random project-run name
             self.client.set_tag(env_run, SEARCH_TAG, self.search_id)
             self.client.set_tag(env_run, ROLE_TAG, "search")
             return env_run
+        self.owns_parent = True
         previous = self.client.search_runs(
             [self.experiment_id], f"tags.{SEARCH_TAG} = '{self.search_id}' and tags.{ROLE_TAG} = 'search'",
             order_by=["attributes.start_time DESC"], max_results=1)
         if previous:
             run_id = previous[0].info.run_id
             self.client.update_run(run_id, status="RUNNING")
-            return run_id
-        run = self.client.create_run(self.experiment_id, run_name=run_name,
-                                     tags={SEARCH_TAG: self.search_id, ROLE_TAG: "search"})
-        return run.info.run_id
+        else:
+            run_id = self.client.create_run(self.experiment_id, run_name=run_name,
+                                            tags={SEARCH_TAG: self.search_id, ROLE_TAG: "search"}).info.run_id
+        if env_run:
+            self.client.set_tag(env_run, "videoclf_search_run", run_id)
+            print(f"MLflow: search logged in experiment '{self.experiment_name}' (run {run_id}); "
+                  f"this project run links to it (tag videoclf_search_run)", flush=True)
+        return run_id
 
     def log_setup(self, *, config: dict, space: dict, tuner: str, weights: dict, dataset_table, dataset_digest: str,
                   dataset_source: str) -> None:
@@ -124,7 +132,7 @@ class SearchTracker:
             dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "train")])])
 
     def finish(self, status: str = "FINISHED") -> None:
-        if not os.environ.get("MLFLOW_RUN_ID"):
+        if self.owns_parent:  # `mlflow run` ends its own project run
             self.client.set_terminated(self.parent_run_id, status)
 
     # -- trial runs ------------------------------------------------------
