@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from videoclf.config import load_config  # noqa: E402
-from videoclf.features.cache import VideoRef  # noqa: E402
 from videoclf.features.extract import extract_videos, split_videos  # noqa: E402
 
 

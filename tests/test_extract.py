@@ -148,3 +148,16 @@ def test_two_concurrent_extracts_do_the_work_once(tmp_path, make_config):
                  if line.startswith("train:")]
     assert sorted(extracted) == [0, 6]
     assert len(open_cache(load_config(path)).index()) == 6  # test.csv reuses a train video
+
+
+def test_split_arrays_api_gives_features_mask_labels_at_any_length(tmp_path, make_config):
+    from videoclf.dataset import split_arrays
+
+    _dataset(tmp_path / "data", n=4, frames=(5, 30))
+    config = load_config(make_config())
+    features, mask, labels, vocabulary = split_arrays(config, "train", 4)
+    assert features.shape == (4, 4, 1280) and features.dtype == np.float32
+    assert mask.shape == (4, 4) and mask.sum(axis=1).tolist() == [4, 4, 4, 4]
+    assert vocabulary.classes == ("C0", "C1") and labels.tolist() == [0, 1, 0, 1]
+    full, full_mask, _, _ = split_arrays(config, "train")
+    assert full.shape[1] == 8 and full_mask.sum(axis=1).tolist() == [5, 8, 5, 8]  # 5-frame clips are padded

@@ -106,3 +106,20 @@ def test_resumed_search_reruns_nothing_and_logs_no_duplicates(tmp_path, make_con
     assert second.parent_run_id == first.parent_run_id
     parent = client.get_run(first.parent_run_id)
     assert parent.info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_mlflow_run_entry_point(tmp_path, make_config, tracking_uri):
+    path = make_config({**TINY, "tuning.max_trials": 1, "training.epochs": 1})
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    result = subprocess.run(["mlflow", "run", str(REPO), "-e", "tune", "--env-manager", "local", "-P",
+                             f"config={path}", "-P", "max_trials=1"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient()
+    search_id = search_id_for(load_config(path), "cfg")
+    assert len(_trial_runs(client, search_id)) == 1
+    project_run = client.search_runs([client.get_experiment_by_name("Default").experiment_id])[0]
+    assert project_run.info.status == "FINISHED"
+    parent = client.get_run(project_run.data.tags["videoclf_search_run"])
+    assert parent.info.status == "FINISHED" and "test_accuracy" in parent.data.metrics

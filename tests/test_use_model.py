@@ -118,6 +118,18 @@ def test_evaluate_reproduces_the_tune_test_accuracy(searched):
     assert runs[0].data.metrics["test_accuracy"] == pytest.approx(logged, abs=1e-9)
 
 
+def _wait_until_up(url: str, server: subprocess.Popen, seconds: float = 180) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            assert server.poll() is None, f"server for {url} exited"
+            time.sleep(1)
+    raise AssertionError(f"{url} did not answer within {seconds}s")
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -132,14 +144,7 @@ def test_served_model_answers_on_localhost(searched):
          "127.0.0.1", "-p", str(port), "--workers", "1"],
         cwd=searched["root"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None, "mlflow models serve exited"
-                time.sleep(1)
+        _wait_until_up(f"http://127.0.0.1:{port}/ping", server)
         body = json.dumps({"dataframe_split": {"columns": ["video_path"],
                                                "data": [[str(searched["videos"][0])]]}}).encode()
         request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
@@ -170,14 +175,7 @@ def test_mlflow_ui_lists_the_trial_runs_in_a_browser(searched, tmp_path):
          "--port", str(port), "--workers", "1"], cwd=searched["root"], stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None, "mlflow server exited"
-                time.sleep(1)
+        _wait_until_up(f"http://127.0.0.1:{port}/health", server)
         experiment = MlflowClient(searched["uri"]).get_experiment_by_name("test")
         with sync_playwright() as browser_driver:
             browser = browser_driver.chromium.launch(

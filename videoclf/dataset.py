@@ -53,9 +53,14 @@ class SplitData:
 
     def sequences(self, length: int) -> np.ndarray:
         """``(N, length, D)`` float32 sequences sliced from the cache (zero-padded, so masked)."""
+        return self.arrays(length)[0]
+
+    def arrays(self, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(features (N, length, D) float32, mask (N, length) bool, labels (N,))``."""
         if length not in self._by_length:
             self._by_length[length] = derive_sequences(self.features, self.stored, length)
-        return self._by_length[length][0].astype(np.float32)
+        features, mask = self._by_length[length]
+        return features.astype(np.float32), mask, self.labels
 
     def subset(self, rows: np.ndarray) -> "SplitData":
         rows = np.asarray(rows)
@@ -107,3 +112,14 @@ def validation_split(data: SplitData, fraction: float, seed: int) -> tuple[Split
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     train_rows, val_rows = next(splitter.split(np.zeros(len(data)), data.labels, data.groups))
     return data.subset(train_rows), data.subset(val_rows)
+
+
+def split_arrays(config: Config, split: str, length: int | None = None,
+                 vocabulary: Vocabulary | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, Vocabulary]:
+    """``(features, mask, labels, vocabulary)`` of a split at ``length`` (default: the cached maximum).
+
+    Extracts whatever is missing first. For notebooks and other models than ours.
+    """
+    data, vocabulary = load_split(config, split, vocabulary)
+    features, mask, labels = data.arrays(length or config.sampling.max_seq_length)
+    return features, mask, labels, vocabulary

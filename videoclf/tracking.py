@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tempfile
 import time
 import warnings
 from importlib.metadata import PackageNotFoundError, version
@@ -186,6 +185,3 @@ class SearchTracker:
     def log_metrics(self, metrics: dict[str, float]) -> None:
         now = int(time.time() * 1000)
         self.client.log_batch(self.parent_run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
-
-    def scratch_dir(self) -> tempfile.TemporaryDirectory:
-        return tempfile.TemporaryDirectory(prefix="videoclf-")

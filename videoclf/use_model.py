@@ -11,7 +11,7 @@ import pandas as pd
 from videoclf.config import Config
 from videoclf.errors import DataError, VideoclfError
 from videoclf.evaluation import Evaluation, evaluate_probabilities, format_report, write_report_files
-from videoclf.inference import ERROR_COLUMN, LABEL_COLUMN, load_settings, sampled_frames
+from videoclf.inference import ERROR_COLUMN, load_settings, sampled_frames
 
 
 def default_model_uri(config: Config) -> str:
@@ -96,7 +96,7 @@ def evaluate_model(config: Config, model_uri: str, split: str = "test") -> Evalu
             "videoclf_role": "evaluation", "model_uri": model_uri, "split": split, **_version_tags(model_uri)}):
         mlflow.log_metrics(evaluation.metrics(f"{split}_"))
         with tempfile.TemporaryDirectory(prefix="videoclf-eval-") as tmp:
-            files = write_report_files(evaluation, Path(tmp), title=f"{model_uri} {split}")
+            write_report_files(evaluation, Path(tmp), title=f"{model_uri} {split}")
             predictions.to_csv(Path(tmp) / "predictions.csv", index=False)
             mlflow.log_artifacts(tmp, "evaluation")
     return evaluation

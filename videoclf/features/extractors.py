@@ -138,6 +138,8 @@ class FrameModel:
             return keras_model(tf.cast(frames, tf.float32), training=False)
 
         self._forward = forward
+        # Trace now, so the first real batch is not slower than the rest (and timings compare).
+        forward(np.zeros((batch_size, image_size, image_size, 3), np.uint8))
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         count = len(frames)

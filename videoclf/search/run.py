@@ -36,6 +36,8 @@ class SearchResult:
     evaluation: Evaluation
     registration: Registration | None
     trials: pd.DataFrame
+    trial_seconds: dict[str, float]  # wall time of the trials this process ran, tracking included
+    tracking_seconds: float  # of which spent in MLflow calls
 
 
 def search_id_for(config: Config, name: str) -> str:
@@ -112,7 +114,6 @@ def run_search(config: Config, name: str = "search", track: bool = True, registe
 
 def _finish(config, tuner, tracker, vocabulary: Vocabulary, test: SplitData, search_id: str, name: str,
             register_model: bool) -> SearchResult:
-    import mlflow
 
     best_trials = tuner.oracle.get_best_trials(1)
     if not best_trials or best_trials[0].score is None:
@@ -146,7 +147,8 @@ def _finish(config, tuner, tracker, vocabulary: Vocabulary, test: SplitData, sea
             print(f"registered {registration.name} version {registration.version}; "
                   f"{verdict} '{config.tracking.champion_alias}': {registration.reason}")
     return SearchResult(search_id, tracker.parent_run_id if tracker else None, dict(best.hyperparameters.values),
-                        float(best.score), evaluation, registration, trials)
+                        float(best.score), evaluation, registration, trials, dict(tuner.trial_seconds),
+                        tuner.tracking_seconds)
 
 
 def _log_and_register(config, model, vocabulary, length, evaluation, test, tracker, best) -> Registration:

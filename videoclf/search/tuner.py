@@ -23,25 +23,35 @@ class TrackingMixin:
 
     tracker: SearchTracker | None = None
     max_trials_hint: int = 0
+    trial_seconds: dict[str, float]
+
+    tracking_seconds: float = 0.0  # time spent in MLflow calls during trials
+
+    def _track(self, call, *args) -> None:
+        started = time.perf_counter()
+        call(*args)
+        self.tracking_seconds += time.perf_counter() - started
 
     def on_trial_begin(self, trial):
+        self._trial_clock = time.perf_counter()  # trial time includes its tracking
         super().on_trial_begin(trial)
-        self._trial_clock = time.perf_counter()
         if self.tracker:
-            self.tracker.trial_started(trial.trial_id, trial.hyperparameters.values)
+            self._track(self.tracker.trial_started, trial.trial_id, trial.hyperparameters.values)
 
     def on_epoch_end(self, trial, model, epoch, logs=None):
         super().on_epoch_end(trial, model, epoch, logs)
         if self.tracker and logs:
-            self.tracker.epoch_ended(trial.trial_id, epoch, logs)
+            self._track(self.tracker.epoch_ended, trial.trial_id, epoch, logs)
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
         trial = self.oracle.get_trial(trial.trial_id)
         status = str(trial.status)
         if self.tracker:
-            self.tracker.trial_ended(trial.trial_id, status, trial.score, trial.best_step, trial.message)
-        _print_trial(trial, self.oracle, time.perf_counter() - self._trial_clock, self.max_trials_hint)
+            self._track(self.tracker.trial_ended, trial.trial_id, status, trial.score, trial.best_step,
+                        trial.message)
+        self.trial_seconds[trial.trial_id] = time.perf_counter() - self._trial_clock
+        _print_trial(trial, self.oracle, self.trial_seconds[trial.trial_id], self.max_trials_hint)
 
 
 def _short(values: dict) -> str:
@@ -79,6 +89,7 @@ def make_tuner(config: Config, hypermodel: kt.HyperModel, tracker: SearchTracker
     else:
         tuner = cls(max_trials=tuning.max_trials, **common)
     tuner.tracker = tracker
+    tuner.trial_seconds = {}
     tuner.max_trials_hint = tuning.max_trials if tuning.tuner != "hyperband" else 0
     return tuner
 
