@@ -161,3 +161,32 @@ def test_split_arrays_api_gives_features_mask_labels_at_any_length(tmp_path, mak
     assert vocabulary.classes == ("C0", "C1") and labels.tolist() == [0, 1, 0, 1]
     full, full_mask, _, _ = split_arrays(config, "train")
     assert full.shape[1] == 8 and full_mask.sum(axis=1).tolist() == [5, 8, 5, 8]  # 5-frame clips are padded
+
+
+def test_shards_extract_side_by_side_and_readers_see_the_union(tmp_path, make_config):
+    _dataset(tmp_path / "data", n=8, frames=(12,))
+    path = make_config()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    cmd = [sys.executable, "-m", "videoclf", "extract", "--config", str(path)]
+    procs = [subprocess.Popen(cmd + ["--shard", f"{i}/2"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    config = load_config(path)
+    cache = open_cache(config)
+    assert sorted(f.name for f in cache.files()) == ["features.shard-0-of-2.h5", "features.shard-1-of-2.h5"]
+    per_shard = []
+    for file in cache.files():
+        with h5py.File(file, "r") as handle:
+            per_shard.append(set(handle["video"].asstr()[:]))
+    assert not per_shard[0] & per_shard[1] and all(per_shard)  # disjoint, nothing copied
+    videos, _ = split_videos(config, "train")
+    assert open_cache(config).read([v.key for v in videos])[0].shape == (8, 8, 1280)  # the union
+    again = _cli(["extract", "--config", str(path), "--shard", "0/2"], cwd=tmp_path)
+    assert again.returncode == 0 and "(0 extracted now" in again.stdout
+    assert extract_videos(config, videos, progress=False).extracted == 0  # unsharded reader: all present
+
+
+def test_bad_shard_argument(tmp_path, make_config):
+    result = _cli(["extract", "--config", str(make_config()), "--shard", "2/2"], cwd=tmp_path)
+    assert result.returncode == 2 and "0 <= I < N" in result.stderr

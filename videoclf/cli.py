@@ -32,6 +32,17 @@ def _config(args: argparse.Namespace, extra: list[str] | None = None, optional: 
     return load_config(args.config, overrides)
 
 
+def _shard(text: str) -> tuple[int, int]:
+    index, _, count = text.partition("/")
+    try:
+        shard = int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N like 0/4. Received: {text!r}") from None
+    if not 0 <= shard[0] < shard[1]:
+        raise argparse.ArgumentTypeError(f"expected 0 <= I < N. Received: {text!r}")
+    return shard
+
+
 def cmd_data_demo(args: argparse.Namespace) -> None:
     from videoclf.data.demo import generate_demo
     from videoclf.config import DemoConfig
@@ -74,12 +85,13 @@ def cmd_extract(args: argparse.Namespace) -> None:
         ensure_data(config)
         jobs = {split: split_videos(config, split)[0] for split in ("train", "test")}
     for name, videos in jobs.items():
-        report = extract_videos(config, videos, weights)
+        report = extract_videos(config, videos, weights, shard=args.shard)
         speed = f", {report.frames_per_second:.1f} frames/s" if report.extracted else ""
-        print(f"{name}: {len(videos) - len(report.bad)}/{len(videos)} videos cached "
+        part = f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard else ""
+        print(f"{name}{part}: {report.requested - len(report.bad)}/{report.requested} videos cached "
               f"({report.extracted} extracted now{speed}) in {report.cache_path}")
         if report.bad:
-            print(f"  {len(report.bad)} bad videos skipped; reasons in {report.cache_path / 'bad_videos.csv'}")
+            print(f"  {len(report.bad)} bad videos skipped; reasons in {report.bad_report}")
 
 
 def cmd_tune(args: argparse.Namespace) -> None:
@@ -127,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--csv", type=Path, help="extract exactly the videos of this CSV")
     extract.add_argument("--root", type=Path, help="folder the CSV's video names are relative to")
     extract.add_argument("--rebuild", action="store_true", help="delete this config's cache first")
+    extract.add_argument("--shard", type=_shard, metavar="I/N",
+                         help="extract only shard I of N (0-based) into its own cache file; run N of these "
+                              "side by side, readers see the union")
     extract.set_defaults(func=cmd_extract)
 
     tune = commands.add_parser("tune", help="KerasTuner search tracked in MLflow; registers the winner")

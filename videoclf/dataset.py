@@ -88,7 +88,7 @@ def load_split(config: Config, split: str, vocabulary: Vocabulary | None = None,
     usable = [i for i, v in enumerate(videos) if v.key not in report.bad]
     if len(usable) < len(videos):
         print(f"{split}: leaving out {len(videos) - len(usable)} undecodable videos "
-              f"(see {report.cache_path / 'bad_videos.csv'})")
+              f"(see {report.bad_report})")
     keys = [videos[i].key for i in usable]
     features, mask, _ = open_cache(config, weights).read(keys)
     groups = [f"{tags[i]}/{group_id(videos[i].key) or videos[i].key}" for i in usable]

@@ -9,6 +9,11 @@ Layout of ``features_cache/<slug>/``:
 - ``.lock``: held by the one process that extracts into (or compacts) the cache;
 - ``bad_videos.csv``: the videos the last run could not decode, with reasons.
 
+A shard writer (``extract --shard I/N``) owns ``features.shard-I-of-N.h5``, its
+own parts, ``.lock.shard-I-of-N`` and ``bad_videos.shard-I-of-N.csv``, so N
+processes or machines fill one cache side by side; readers see the union of
+every file, nothing is copied between them.
+
 Every HDF5 file holds the same datasets, one row per video: ``video`` (path
 relative to the data root), ``size`` and ``mtime_ns`` (to notice a changed
 file), ``n_frames`` (frames that really decoded), ``mask`` (positions holding
@@ -82,15 +87,20 @@ def cache_slug(key: dict) -> str:
 class FeatureCache:
     """Reads and appends cached features for one key (see module docstring)."""
 
-    def __init__(self, root: str | Path, key: dict, dim: int, dtype: str = "float16"):
+    def __init__(self, root: str | Path, key: dict, dim: int, dtype: str = "float16",
+                 shard: tuple[int, int] | None = None):
         self.key = dict(key)
         self.dim = dim
         self.dtype = np.dtype(dtype)
         self.max_length = int(key["max_seq_length"])
         self.path = Path(root) / cache_slug(self.key)
         self.parts = self.path / "parts"
-        self.report = self.path / "bad_videos.csv"
-        self._lock = FileLock(str(self.path / ".lock"))
+        # What this writer owns: everything else in the folder is only read.
+        self.owner = f"shard-{shard[0]}-of-{shard[1]}" if shard else "main"
+        suffix = f".{self.owner}" if shard else ""
+        self.consolidated = self.path / f"features{suffix}.h5"
+        self.report = self.path / f"bad_videos{suffix}.csv"
+        self._lock = FileLock(str(self.path / f".lock{suffix}"))
         self._part_counter = 0
 
     # -- locking ---------------------------------------------------------
@@ -110,11 +120,14 @@ class FeatureCache:
 
     # -- reading ---------------------------------------------------------
     def files(self) -> list[Path]:
-        """Consolidated file first, then parts in commit order (later wins)."""
-        out = [self.path / CONSOLIDATED] if (self.path / CONSOLIDATED).is_file() else []
+        """Consolidated files first (``features.h5``, then shards), then parts in commit order (later wins)."""
+        out = sorted(self.path.glob("features*.h5"), key=lambda p: (p.name != CONSOLIDATED, p.name))
         if self.parts.is_dir():
-            out += sorted(p for p in self.parts.glob("*.h5"))
+            out += sorted(self.parts.glob("part-*.h5"))
         return out
+
+    def _own_parts(self) -> list[Path]:
+        return sorted(self.parts.glob(f"part-*-{self.owner}-*.h5")) if self.parts.is_dir() else []
 
     def _open(self, file: Path) -> h5py.File:
         try:
@@ -201,27 +214,30 @@ class FeatureCache:
         if not entries:
             return
         self._part_counter += 1
-        name = f"part-{time.time_ns():020d}-{os.getpid()}-{self._part_counter:06d}.h5"
+        name = f"part-{time.time_ns():020d}-{self.owner}-{os.getpid()}-{self._part_counter:06d}.h5"
         self._write_file(self.parts / name, entries)
 
     def compact(self) -> None:
-        """Merges parts into ``features.h5`` (caller holds the lock); crash-safe by rename."""
-        parts = sorted(self.parts.glob("*.h5")) if self.parts.is_dir() else []
+        """Merges this writer's parts into its consolidated file (caller holds the lock); crash-safe by rename."""
+        parts = self._own_parts()
         if not parts:
             return
-        index = self.index()
+        own = {self.consolidated, *parts}
+        index = {k: loc for k, loc in self.index().items() if loc.file in own}
         keys = sorted(index)
         features, mask, n_frames = self.read(keys)
         entries = [Entry(VideoRef(k, Path(k), index[k].size, index[k].mtime_ns), features[i], int(n_frames[i]),
                          mask[i]) for i, k in enumerate(keys)]
-        self._write_file(self.path / CONSOLIDATED, entries)
+        self._write_file(self.consolidated, entries)
         for part in parts:
             part.unlink(missing_ok=True)
 
     def clear_stale_temporaries(self) -> None:
-        """Removes ``*.tmp`` files left by a killed writer (caller holds the lock)."""
-        for folder in (self.path, self.parts):
-            for tmp in folder.glob(".*.tmp"):
+        """Removes ``*.tmp`` files a killed run of this writer left (caller holds the lock)."""
+        for tmp in self.path.glob(f".{self.consolidated.name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+        if self.parts.is_dir():
+            for tmp in self.parts.glob(f".part-*-{self.owner}-*.tmp"):
                 tmp.unlink(missing_ok=True)
 
 

@@ -9,6 +9,7 @@ keeps what it finished. The model is built only if something is missing.
 from __future__ import annotations
 
 import csv
+import hashlib
 import sys
 import time
 from collections import deque
@@ -36,6 +37,7 @@ class ExtractReport:
 
     cache_path: Path
     requested: int
+    bad_report: Path | None = None
     extracted: int = 0
     frames: int = 0
     seconds: float = 0.0
@@ -64,10 +66,17 @@ def cache_key(config: Config, weights: WeightsSource) -> dict:
     }
 
 
-def open_cache(config: Config, weights: WeightsSource | None = None) -> FeatureCache:
+def open_cache(config: Config, weights: WeightsSource | None = None,
+               shard: tuple[int, int] | None = None) -> FeatureCache:
     weights = weights or resolve_weights(config.extractor)
     return FeatureCache(config.cache.dir, cache_key(config, weights), FEATURE_DIMS[config.extractor.name],
-                        config.cache.dtype)
+                        config.cache.dtype, shard)
+
+
+def in_shard(key: str, shard: tuple[int, int]) -> bool:
+    """Deterministic shard membership by a hash of the video key (stable as CSVs grow)."""
+    index, count = shard
+    return int(hashlib.sha1(key.encode()).hexdigest()[:12], 16) % count == index
 
 
 def split_videos(config: Config, split: str, csv_path: Path | None = None,
@@ -153,15 +162,17 @@ def _write_bad_report(cache: FeatureCache, bad: dict[str, str]) -> None:
 
 
 def extract_videos(config: Config, videos: list[VideoRef], weights: WeightsSource | None = None,
-                   progress: bool = True) -> ExtractReport:
-    """Extracts every video of ``videos`` not yet cached; returns what happened.
+                   progress: bool = True, shard: tuple[int, int] | None = None) -> ExtractReport:
+    """Extracts every video of ``videos`` (of ``shard`` I/N, if given) not yet cached.
 
     Bad videos are listed in ``bad_videos.csv`` and skipped; raises DataError
     only when no video is usable or more than ``cache.max_bad_fraction`` are bad.
     """
     weights = weights or resolve_weights(config.extractor)  # fails early, before any decoding
-    cache = open_cache(config, weights)
-    report = ExtractReport(cache.path, len(videos))
+    if shard:
+        videos = [v for v in videos if in_shard(v.key, shard)]
+    cache = open_cache(config, weights, shard)
+    report = ExtractReport(cache.path, len(videos), cache.report)
     with cache.locked("waiting for another extract process to finish"):
         cache.clear_stale_temporaries()
         todo = cache.missing(videos)
