@@ -123,3 +123,21 @@ def test_mlflow_run_entry_point(tmp_path, make_config, tracking_uri):
     assert project_run.info.status == "FINISHED"
     parent = client.get_run(project_run.data.tags["videoclf_search_run"])
     assert parent.info.status == "FINISHED" and "test_accuracy" in parent.data.metrics
+
+
+@pytest.mark.slow
+def test_chief_and_two_local_workers_log_each_trial_once(tmp_path, make_config, tracking_uri):
+    path = make_config({**TINY, "tuning.max_trials": 4, "training.epochs": 2})
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-m", "videoclf", "tune", "--config", str(path), "--local-workers", "2"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "worker tuner0" in result.stdout and "worker tuner1" in result.stdout
+    client = MlflowClient()
+    runs = _trial_runs(client, search_id_for(load_config(path), "cfg"))
+    assert len(runs) == 4 and len({r.data.tags["kt_trial_id"] for r in runs}) == 4
+    assert len({r.data.tags["mlflow.parentRunId"] for r in runs}) == 1
+    assert all(r.info.status == "FINISHED" for r in runs)
+    parent = client.get_run(runs[0].data.tags["mlflow.parentRunId"])
+    assert parent.info.status == "FINISHED" and "test_accuracy" in parent.data.metrics
+    assert [v.version for v in client.search_model_versions("name = 'videoclf-test'")] == [1]

@@ -98,7 +98,15 @@ def cmd_tune(args: argparse.Namespace) -> None:
     from videoclf.search.run import run_search
 
     extra = [f"tuning.max_trials={args.max_trials}"] if args.max_trials else []
-    run_search(_config(args, extra), name=args.config.stem)
+    config = _config(args, extra)
+    if args.local_workers:
+        from videoclf.search.cluster import run_with_local_workers
+
+        worker_args = ["--config", str(args.config), *[a for o in args.overrides for a in ("--set", o)],
+                       "--max-trials", str(args.max_trials)]
+        run_with_local_workers(config, args.config.stem, worker_args, args.local_workers)
+    else:
+        run_search(config, name=args.config.stem)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -148,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(tune)
     tune.add_argument("--max-trials", type=lambda v: int(float(v)), default=0,
                       help="override tuning.max_trials (0: keep config)")
+    tune.add_argument("--local-workers", type=int, default=0, metavar="N",
+                      help="run a KerasTuner chief here plus N worker processes on this machine")
     tune.set_defaults(func=cmd_tune)
 
     predict = commands.add_parser("predict", help="class probabilities for video files from a registered model")

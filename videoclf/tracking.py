@@ -65,7 +65,8 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
 class SearchTracker:
     """The MLflow side of one search (see module docstring)."""
 
-    def __init__(self, experiment_name: str, search_id: str, run_name: str):
+    def __init__(self, experiment_name: str, search_id: str, run_name: str, worker: bool = False,
+                 wait_for_parent_s: float = 300.0):
         self.client = MlflowClient()
         self.search_id = search_id
         self.experiment_name = experiment_name
@@ -73,7 +74,8 @@ class SearchTracker:
         experiment = self.client.get_experiment_by_name(experiment_name)
         self.experiment_id = (experiment.experiment_id if experiment
                               else self.client.create_experiment(experiment_name))
-        self.parent_run_id = self._parent_run(run_name)
+        self.parent_run_id = (self._chief_parent_run(wait_for_parent_s) if worker
+                              else self._parent_run(run_name))
         self._trial_runs: dict[str, str] = {}
         self._trial_started: dict[str, float] = {}
 
@@ -104,6 +106,21 @@ class SearchTracker:
             print(f"MLflow: search logged in experiment '{self.experiment_name}' (run {run_id}); "
                   f"this project run links to it (tag videoclf_search_run)", flush=True)
         return run_id
+
+    def _chief_parent_run(self, wait_s: float) -> str:
+        """A distributed worker logs its trials under the parent run the chief created."""
+        self.owns_parent = False
+        deadline = time.monotonic() + wait_s
+        while True:
+            found = self.client.search_runs(
+                [self.experiment_id], f"tags.{SEARCH_TAG} = '{self.search_id}' and tags.{ROLE_TAG} = 'search' "
+                "and attributes.status = 'RUNNING'", order_by=["attributes.start_time DESC"], max_results=1)
+            if found:
+                return found[0].info.run_id
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no running parent run for search {self.search_id} after {wait_s:.0f}s: "
+                                   "start the chief (KERASTUNER_TUNER_ID=chief) with the same config")
+            time.sleep(1)
 
     def log_setup(self, *, config: dict, space: dict, tuner: str, weights: dict, dataset_table, dataset_digest: str,
                   dataset_source: str) -> None:

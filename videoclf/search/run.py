@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import tempfile
 import warnings
@@ -71,9 +72,18 @@ def _curves(trial) -> dict[str, list[float]]:
     return out
 
 
+def distributed_role() -> str | None:
+    """KerasTuner's distributed role from the environment: ``chief``, ``tunerN`` (a worker) or None."""
+    return os.environ.get("KERASTUNER_TUNER_ID") if os.environ.get("KERASTUNER_ORACLE_IP") else None
+
+
 def run_search(config: Config, name: str = "search", track: bool = True, register_model: bool = True,
-               progress: bool = True) -> SearchResult:
-    """Runs (or resumes) the configured search and returns the tested winner."""
+               progress: bool = True) -> SearchResult | None:
+    """Runs (or resumes) the configured search and returns the tested winner.
+
+    In KerasTuner's distributed mode the chief serves the oracle, then tests,
+    logs and registers the winner; a worker runs trials and returns None.
+    """
     import keras
 
     ensure_data(config)
@@ -88,8 +98,10 @@ def run_search(config: Config, name: str = "search", track: bool = True, registe
     dim = FEATURE_DIMS[config.extractor.name]
     hypermodel = GRUHyperModel(config.search, dim, len(vocabulary.classes), normalizer, train, validation)
     search_id = search_id_for(config, name)
-    tracker = SearchTracker(config.tracking.experiment_name, search_id, name) if track else None
-    if tracker:
+    role = distributed_role()
+    worker = bool(role) and role != "chief"
+    tracker = SearchTracker(config.tracking.experiment_name, search_id, name, worker=worker) if track else None
+    if tracker and not worker:
         tracker.log_setup(
             config=config.to_dict(), space=config.search.model_dump(mode="json"), tuner=config.tuning.tuner,
             weights={"kind": weights.describe(), "digest": weights.digest},
@@ -101,6 +113,10 @@ def run_search(config: Config, name: str = "search", track: bool = True, registe
     status = "FAILED"
     try:
         tuner.search(epochs=config.training.epochs, callbacks=training_callbacks(config), verbose=0)
+        if worker:
+            print(f"worker {role}: no trials left; the chief tests and registers the winner", flush=True)
+            status = "FINISHED"
+            return None
         result = _finish(config, tuner, tracker, vocabulary, test, search_id, name, register_model)
         status = "FINISHED"
         return result
