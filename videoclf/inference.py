@@ -20,6 +20,7 @@ import pandas as pd
 SETTINGS = "settings.json"
 ERROR_COLUMN = "error"
 LABEL_COLUMN = "predicted_label"
+PREDICT_CHUNK = 32  # videos decoded and extracted at a time
 
 
 def video_paths(model_input: Any) -> list[str]:
@@ -84,9 +85,14 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         return out.astype(self.settings["cache_dtype"]).astype(np.float32), stored, errors
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        paths = video_paths(model_input)
+        # Chunks keep memory flat however many videos come in (frames are held per chunk only).
+        chunks = [self._predict_chunk(paths[i: i + PREDICT_CHUNK]) for i in range(0, len(paths), PREDICT_CHUNK)]
+        return pd.concat(chunks, ignore_index=True) if chunks else self._predict_chunk([])
+
+    def _predict_chunk(self, paths: list[str]) -> pd.DataFrame:
         from videoclf.features.sample import derive_sequences
 
-        paths = video_paths(model_input)
         features, stored, errors = self.features(paths)
         sequences, _ = derive_sequences(features, stored, int(self.settings["seq_length"]))
         probabilities = np.full((len(paths), len(self.classes)), np.nan, np.float32)

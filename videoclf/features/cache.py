@@ -133,6 +133,9 @@ class FeatureCache:
         try:
             handle = h5py.File(file, "r")
         except OSError as exc:
+            if not file.exists():
+                raise _Vanished(file) from None  # merged and removed by a writer meanwhile
+
             raise CacheError(
                 f"Cache file {file} is corrupt or unreadable ({exc}). Delete it to re-extract what it held "
                 f"(rm {file}), or rebuild the whole cache with: videoclf extract --rebuild"
@@ -148,6 +151,9 @@ class FeatureCache:
 
     def index(self) -> dict[str, _Location]:
         """Where the newest entry of every cached video lives."""
+        return _retry_vanished(self._index)
+
+    def _index(self) -> dict[str, _Location]:
         found: dict[str, _Location] = {}
         for file in self.files():
             with self._open(file) as handle:
@@ -169,7 +175,10 @@ class FeatureCache:
 
     def read(self, keys: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(features (N, L, D), mask (N, L), n_frames (N,))`` for cached ``keys``, in order."""
-        index = self.index()
+        return _retry_vanished(lambda: self._read(keys))
+
+    def _read(self, keys: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        index = self._index()
         absent = [k for k in keys if k not in index]
         if absent:
             raise CacheError(f"{len(absent)} videos are not in cache {self.path}, e.g. {absent[0]}. "
@@ -239,6 +248,21 @@ class FeatureCache:
         if self.parts.is_dir():
             for tmp in self.parts.glob(f".part-*-{self.owner}-*.tmp"):
                 tmp.unlink(missing_ok=True)
+
+
+class _Vanished(Exception):
+    """A listed cache file was merged away by a concurrent writer: list again."""
+
+
+def _retry_vanished(read, attempts: int = 20):
+    # Writers write the merged file (atomic rename) before deleting parts, so a
+    # fresh listing always holds every committed entry.
+    for _ in range(attempts - 1):
+        try:
+            return read()
+        except _Vanished:
+            time.sleep(0.05)
+    return read()
 
 
 def _versions() -> dict[str, str]:

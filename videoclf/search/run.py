@@ -123,6 +123,13 @@ def run_search(config: Config, name: str = "search", track: bool = True, registe
     except KeyboardInterrupt:
         status = "KILLED"
         raise
+    except RuntimeError as exc:
+        if "consecutive failures" not in str(exc):
+            raise
+        raise VideoclfError(
+            f"KerasTuner stopped search {search_id}: {exc} Every failed trial is a FAILED run with its error "
+            f"in MLflow (experiment {config.tracking.experiment_name}); fix the search space and re-run."
+        ) from None
     finally:
         if tracker:
             tracker.finish(status)
