@@ -92,9 +92,11 @@ def evaluate_model(config: Config, model_uri: str, split: str = "test") -> Evalu
     print(f"{model_uri} on {split} ({ok.sum()} videos):\n{format_report(evaluation)}")
 
     mlflow.set_experiment(config.tracking.experiment_name)
+    tags = _version_tags(model_uri)
     with mlflow.start_run(run_name=f"evaluate {model_uri} on {split}", tags={
-            "videoclf_role": "evaluation", "model_uri": model_uri, "split": split, **_version_tags(model_uri)}):
-        mlflow.log_metrics(evaluation.metrics(f"{split}_"))
+            "videoclf_role": "evaluation", "model_uri": model_uri, "split": split, **tags}):
+        # model_id links the metrics to the logged model, so they show on its page in the UI too
+        mlflow.log_metrics(evaluation.metrics(f"{split}_"), model_id=tags.get("model_id"))
         with tempfile.TemporaryDirectory(prefix="videoclf-eval-") as tmp:
             write_report_files(evaluation, Path(tmp), title=f"{model_uri} {split}")
             predictions.to_csv(Path(tmp) / "predictions.csv", index=False)
@@ -118,4 +120,7 @@ def _version_tags(model_uri: str) -> dict[str, str]:
             version = client.get_model_version(name, number)
     except Exception:  # noqa: BLE001 - tags are best effort
         return {}
-    return {"registered_model": name, "model_version": str(version.version)}
+    out = {"registered_model": name, "model_version": str(version.version)}
+    if getattr(version, "model_id", None):
+        out["model_id"] = version.model_id
+    return out
