@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -140,4 +141,50 @@ def test_chief_and_two_local_workers_log_each_trial_once(tmp_path, make_config, 
     assert all(r.info.status == "FINISHED" for r in runs)
     parent = client.get_run(runs[0].data.tags["mlflow.parentRunId"])
     assert parent.info.status == "FINISHED" and "test_accuracy" in parent.data.metrics
+    assert [v.version for v in client.search_model_versions("name = 'videoclf-test'")] == [1]
+
+
+def _worker_pid(tuner_id: str, parent: int) -> int | None:
+    """The pid of the local worker process running as ``tuner_id`` under ``parent``."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+        if ppid == parent and f"KERASTUNER_TUNER_ID={tuner_id}".encode() in environ:
+            return int(entry.name)
+    return None
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_is_replaced_and_the_search_completes(tmp_path, make_config, tracking_uri):
+    path = make_config({**TINY, "tuning.max_trials": 4, "training.epochs": 40, "search.batch_size": [2]})
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    chief = subprocess.Popen([sys.executable, "-m", "videoclf", "tune", "--config", str(path), "--local-workers",
+                              "2"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+    client = MlflowClient()
+    search_id = search_id_for(load_config(path), "cfg")
+    deadline = time.time() + 300
+    victim = None
+    while time.time() < deadline and chief.poll() is None and victim is None:
+        try:
+            running = [r for r in _trial_runs(client, search_id) if r.info.status == "RUNNING"]
+        except Exception:  # noqa: BLE001 - the store may be mid-creation
+            running = []
+        if running:
+            victim = _worker_pid("tuner0", chief.pid)
+        time.sleep(0.2)
+    assert victim, "no worker was found running a trial"
+    os.kill(victim, signal.SIGKILL)
+    output, _ = chief.communicate(timeout=600)
+    assert chief.returncode == 0, output[-3000:]
+    assert "worker tuner0 exited with -9; restarting it" in output
+    runs = _trial_runs(client, search_id)
+    assert len(runs) == 4 and len({r.data.tags["kt_trial_id"] for r in runs}) == 4
+    assert all(r.info.status == "FINISHED" for r in runs)
     assert [v.version for v in client.search_model_versions("name = 'videoclf-test'")] == [1]
