@@ -1,0 +1,109 @@
+"""A team setup on loopback: PostgreSQL, `mlflow server` on it, a chief and two KerasTuner workers."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from videoclf.config import load_config
+from videoclf.search.run import search_id_for
+
+from conftest import REPO
+from test_search import TINY, _trial_runs
+
+PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None) if Path("/usr/lib/postgresql").is_dir() \
+    else None
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif((PG_BIN is None or shutil.which("runuser") is None) and not os.environ.get("CI"),
+                       reason="Debian postgresql not installed; .ci/run installs it"),
+]
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _as_postgres(*args, **kwargs):
+    return subprocess.run(["runuser", "-u", "postgres", "--", *map(str, args)], check=True, capture_output=True,
+                          text=True, timeout=120, **kwargs)
+
+
+@pytest.fixture
+def postgres():
+    """A throwaway PostgreSQL on 127.0.0.1 (trust auth), stopped and deleted at the end."""
+    # Outside pytest's tmp tree: the server runs as user postgres, which cannot enter root's 0700 folders.
+    data = Path(tempfile.mkdtemp(prefix="videoclf-pg-"))
+    shutil.chown(data, "postgres", "postgres")
+    _as_postgres(PG_BIN / "initdb", "-D", data, "--auth=trust", "-U", "postgres")
+    port = _port()
+    server = subprocess.Popen(["runuser", "-u", "postgres", "--", str(PG_BIN / "postgres"), "-D", str(data), "-p",
+                               str(port), "-k", str(data), "-h", "127.0.0.1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while True:
+            probe = subprocess.run([str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
+                                   capture_output=True)
+            if probe.returncode == 0:
+                break
+            assert time.time() < deadline and server.poll() is None, "postgres did not start"
+            time.sleep(0.5)
+        _as_postgres(PG_BIN / "createdb", "-h", "127.0.0.1", "-p", port, "-U", "postgres", "mlflow")
+        yield f"postgresql://postgres@127.0.0.1:{port}/mlflow"
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=60)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture
+def tracking_server(postgres, tmp_path, monkeypatch):
+    """`mlflow server` on the PostgreSQL store with a proxied artifact folder, as a team runs it."""
+    port = _port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", postgres, "--artifacts-destination",
+         str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{uri}/health", timeout=2)
+                break
+            except OSError:
+                assert time.time() < deadline and server.poll() is None, "mlflow server did not start"
+                time.sleep(1)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        yield uri
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=60)
+
+
+def test_chief_and_workers_log_to_a_tracking_server_on_postgres(tmp_path, make_config, tracking_server):
+    path = make_config({**TINY, "tuning.max_trials": 4, "training.epochs": 2})
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-m", "videoclf", "tune", "--config", str(path), "--local-workers", "2"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    client = MlflowClient(tracking_server)
+    runs = _trial_runs(client, search_id_for(load_config(path), "cfg"))
+    assert len(runs) == 4 and len({r.data.tags["kt_trial_id"] for r in runs}) == 4
+    assert len({r.data.tags["mlflow.parentRunId"] for r in runs}) == 1
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert all(len(client.get_metric_history(r.info.run_id, "val_accuracy")) == 2 for r in runs)
+    champion = client.get_model_version_by_alias("videoclf-test", "champion")
+    assert [v.version for v in client.search_model_versions("name = 'videoclf-test'")] == [champion.version]
+    assert (tmp_path / "artifacts").is_dir()  # the model went through the server's artifact proxy
