@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from videoclf.config import load_config
 from videoclf.search.run import search_id_for
 
 from conftest import REPO
-from test_search import TINY, _trial_runs
+from test_search import TINY, _trial_runs, _worker_pid
 
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None) if Path("/usr/lib/postgresql").is_dir() \
     else None
@@ -93,17 +94,31 @@ def tracking_server(postgres, tmp_path, monkeypatch):
 
 
 def test_chief_and_workers_log_to_a_tracking_server_on_postgres(tmp_path, make_config, tracking_server):
-    path = make_config({**TINY, "tuning.max_trials": 4, "training.epochs": 2})
+    epochs = 30
+    path = make_config({**TINY, "tuning.max_trials": 4, "training.epochs": epochs, "search.batch_size": [2]})
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-m", "videoclf", "tune", "--config", str(path), "--local-workers", "2"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    chief = subprocess.Popen([sys.executable, "-m", "videoclf", "tune", "--config", str(path), "--local-workers",
+                              "2"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
     client = MlflowClient(tracking_server)
-    runs = _trial_runs(client, search_id_for(load_config(path), "cfg"))
+    search_id = search_id_for(load_config(path), "cfg")
+    victim, deadline = None, time.time() + 300
+    while victim is None and time.time() < deadline and chief.poll() is None:
+        try:
+            running = [r for r in _trial_runs(client, search_id) if r.info.status == "RUNNING"]
+        except Exception:  # noqa: BLE001 - the experiment may not exist yet
+            running = []
+        victim = _worker_pid("tuner1", chief.pid) if running else None
+        time.sleep(0.2)
+    assert victim, "no worker was found running a trial"
+    os.kill(victim, signal.SIGKILL)  # mid-search: its trial must still end up logged exactly once
+    output, _ = chief.communicate(timeout=600)
+    assert chief.returncode == 0, output[-4000:]
+    runs = _trial_runs(client, search_id)
     assert len(runs) == 4 and len({r.data.tags["kt_trial_id"] for r in runs}) == 4
     assert len({r.data.tags["mlflow.parentRunId"] for r in runs}) == 1
-    assert all(r.info.status == "FINISHED" for r in runs)
-    assert all(len(client.get_metric_history(r.info.run_id, "val_accuracy")) == 2 for r in runs)
+    assert all(r.info.status == "FINISHED" for r in runs)  # none left RUNNING
+    assert all(len(client.get_metric_history(r.info.run_id, "val_accuracy")) == epochs for r in runs)
     champion = client.get_model_version_by_alias("videoclf-test", "champion")
     assert [v.version for v in client.search_model_versions("name = 'videoclf-test'")] == [champion.version]
     assert (tmp_path / "artifacts").is_dir()  # the model went through the server's artifact proxy
