@@ -3,12 +3,10 @@
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from videoclf.config import load_config
 from videoclf.search.run import search_id_for
 
-from conftest import REPO
+from conftest import REPO, free_port, wait_until_up
 from test_search import TINY, _trial_runs, _worker_pid
 
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None) if Path("/usr/lib/postgresql").is_dir() \
@@ -27,12 +25,6 @@ pytestmark = [
     pytest.mark.skipif((PG_BIN is None or shutil.which("runuser") is None) and not os.environ.get("CI"),
                        reason="Debian postgresql not installed; .ci/run installs it"),
 ]
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _as_postgres(*args, **kwargs):
@@ -47,7 +39,7 @@ def postgres():
     data = Path(tempfile.mkdtemp(prefix="videoclf-pg-"))
     shutil.chown(data, "postgres", "postgres")
     _as_postgres(PG_BIN / "initdb", "-D", data, "--auth=trust", "-U", "postgres")
-    port = _port()
+    port = free_port()
     server = subprocess.Popen(["runuser", "-u", "postgres", "--", str(PG_BIN / "postgres"), "-D", str(data), "-p",
                                str(port), "-k", str(data), "-h", "127.0.0.1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -71,21 +63,14 @@ def postgres():
 @pytest.fixture
 def tracking_server(postgres, tmp_path, monkeypatch):
     """`mlflow server` on the PostgreSQL store with a proxied artifact folder, as a team runs it."""
-    port = _port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", postgres, "--artifacts-destination",
          str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=2)
-                break
-            except OSError:
-                assert time.time() < deadline and server.poll() is None, "mlflow server did not start"
-                time.sleep(1)
+        wait_until_up(f"{uri}/health", server)
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         yield uri
     finally:

@@ -2,10 +2,8 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from videoclf.config import load_config
 from videoclf.search.run import run_search
 
-from conftest import REPO
+from conftest import REPO, free_port, wait_until_up
 
 MODEL = "models:/videoclf-test@champion"
 
@@ -118,33 +116,15 @@ def test_evaluate_reproduces_the_tune_test_accuracy(searched):
     assert runs[0].data.metrics["test_accuracy"] == pytest.approx(logged, abs=1e-9)
 
 
-def _wait_until_up(url: str, server: subprocess.Popen, seconds: float = 180) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return
-        except OSError:
-            assert server.poll() is None, f"server for {url} exited"
-            time.sleep(1)
-    raise AssertionError(f"{url} did not answer within {seconds}s")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_served_model_answers_on_localhost(searched):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": searched["uri"], "TF_CPP_MIN_LOG_LEVEL": "3"}
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "models", "serve", "-m", MODEL, "--env-manager", "local", "-h",
          "127.0.0.1", "-p", str(port), "--workers", "1"],
         cwd=searched["root"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        _wait_until_up(f"http://127.0.0.1:{port}/ping", server)
+        wait_until_up(f"http://127.0.0.1:{port}/ping", server)
         body = json.dumps({"dataframe_split": {"columns": ["video_path"],
                                                "data": [[str(searched["videos"][0])]]}}).encode()
         request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
@@ -169,13 +149,13 @@ CHROMIUM = Path("/usr/bin/chromium")
 def test_mlflow_ui_lists_the_trial_runs_in_a_browser(searched, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", searched["uri"], "--host", "127.0.0.1",
          "--port", str(port), "--workers", "1"], cwd=searched["root"], stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        _wait_until_up(f"http://127.0.0.1:{port}/health", server)
+        wait_until_up(f"http://127.0.0.1:{port}/health", server)
         experiment = MlflowClient(searched["uri"]).get_experiment_by_name("test")
         with sync_playwright() as browser_driver:
             browser = browser_driver.chromium.launch(

@@ -18,6 +18,8 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import Schema, TensorSpec
 
+from videoclf.versions import installed_versions
+
 
 @dataclass(frozen=True)
 class Registration:
@@ -37,17 +39,9 @@ def sequence_signature(num_features: int, num_classes: int) -> ModelSignature:
 
 def model_requirements() -> list[str]:
     """Pinned pip requirements of a logged model (inference needs no tuner or tracking server)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    packages = ("tensorflow", "keras", "mlflow", "opencv-python-headless", "numpy", "pandas", "h5py", "pydantic",
-                "pyyaml", "filelock", "tqdm")
-    out = []
-    for package in packages:
-        try:
-            out.append(f"{package}=={version(package)}")
-        except PackageNotFoundError:
-            pass
-    return out
+    versions = installed_versions(("tensorflow", "keras", "mlflow", "opencv-python-headless", "numpy", "pandas",
+                                   "h5py", "pydantic", "pyyaml", "filelock", "tqdm"))
+    return [f"{name}=={value}" for name, value in versions.items()]
 
 
 def log_video_model(config, sequence_model, classes, seq_length: int):

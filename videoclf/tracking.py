@@ -13,13 +13,14 @@ import os
 import subprocess
 import time
 import warnings
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import mlflow
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+
+from videoclf.versions import installed_versions
 
 SEARCH_TAG = "videoclf_search_id"
 TRIAL_TAG = "kt_trial_id"
@@ -32,13 +33,7 @@ EPOCH_METRICS = {"loss": "train_loss", "accuracy": "train_accuracy", "val_loss":
 
 
 def package_versions() -> dict[str, str]:
-    out = {}
-    for package in PACKAGES:
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            pass
-    return out
+    return installed_versions(PACKAGES)
 
 
 def git_commit() -> str | None:
@@ -188,12 +183,6 @@ class SearchTracker:
             self.client.set_tag(run_id, "error", message.strip().splitlines()[-1][:5000])
             self.client.log_text(run_id, message, "error.txt")
         self.client.set_terminated(run_id, "FINISHED" if status == "COMPLETED" else "FAILED")
-
-    def trial_runs(self) -> list:
-        """Every trial run of this search (all parents), newest first."""
-        return self.client.search_runs(
-            [self.experiment_id], f"tags.{SEARCH_TAG} = '{self.search_id}' and tags.{ROLE_TAG} = 'trial'",
-            max_results=10000)
 
     def log_artifact_files(self, files: dict[str, Path | str], artifact_path: str | None = None) -> None:
         for file in files.values():

@@ -37,6 +37,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from videoclf.errors import CacheError
+from videoclf.versions import installed_versions
 
 SCHEMA_VERSION = 1
 CONSOLIDATED = "features.h5"
@@ -135,7 +136,6 @@ class FeatureCache:
         except OSError as exc:
             if not file.exists():
                 raise _Vanished(file) from None  # merged and removed by a writer meanwhile
-
             raise CacheError(
                 f"Cache file {file} is corrupt or unreadable ({exc}). Delete it to re-extract what it held "
                 f"(rm {file}), or rebuild the whole cache with: videoclf extract --rebuild"
@@ -183,6 +183,10 @@ class FeatureCache:
         if absent:
             raise CacheError(f"{len(absent)} videos are not in cache {self.path}, e.g. {absent[0]}. "
                              "Run: videoclf extract")
+        return self._read_rows(keys, index)
+
+    def _read_rows(self, keys: list[str], index: dict[str, _Location]):
+        """Reads ``keys`` at their ``index`` locations, grouped by file, rows in file order."""
         features = np.zeros((len(keys), self.max_length, self.dim), self.dtype)
         mask = np.zeros((len(keys), self.max_length), bool)
         n_frames = np.zeros(len(keys), np.int64)
@@ -234,7 +238,7 @@ class FeatureCache:
         own = {self.consolidated, *parts}
         index = {k: loc for k, loc in self.index().items() if loc.file in own}
         keys = sorted(index)
-        features, mask, n_frames = self.read(keys)
+        features, mask, n_frames = self._read_rows(keys, index)
         entries = [Entry(VideoRef(k, Path(k), index[k].size, index[k].mtime_ns), features[i], int(n_frames[i]),
                          mask[i]) for i, k in enumerate(keys)]
         self._write_file(self.consolidated, entries)
@@ -266,12 +270,4 @@ def _retry_vanished(read, attempts: int = 20):
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for package in ("videoclf", "h5py", "keras", "tensorflow", "opencv-python-headless"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            pass
-    return out
+    return installed_versions(("videoclf", "h5py", "keras", "tensorflow", "opencv-python-headless"))

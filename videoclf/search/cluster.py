@@ -15,8 +15,8 @@ import sys
 import threading
 
 from videoclf.config import Config
-from videoclf.dataset import load_split
 from videoclf.data.source import ensure_data
+from videoclf.features.extract import extract_videos, split_videos
 from videoclf.search.run import SearchResult, run_search
 
 
@@ -31,8 +31,8 @@ def run_with_local_workers(config: Config, name: str, worker_args: list[str], wo
     from mlflow.tracking import MlflowClient
 
     ensure_data(config)
-    vocabulary = load_split(config, "train")[1]  # extract once, before workers read the cache
-    load_split(config, "test", vocabulary)
+    for split in ("train", "test"):  # extract once, before the workers read the cache
+        extract_videos(config, split_videos(config, split)[0])
     MlflowClient().search_experiments()  # create a fresh SQLite store before several processes open it
     roles = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(_free_port())}
     os.environ.update(roles, KERASTUNER_TUNER_ID="chief")
