@@ -70,3 +70,29 @@ def test_search_lengths_must_come_from_the_cache(tmp_path):
 def test_bad_override_syntax():
     with pytest.raises(ConfigError, match="section.key=value"):
         parse_overrides(["tuning.max_trials"])
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["search.dropout=[1.5]"], "search.dropout"),
+    (["search.frame_units=[]"], "search.frame_units"),
+    (["search.gru_units=[[]]"], "search.gru_units"),
+    (["search.num_gru_layers=[0]"], "search.num_gru_layers"),
+    (["search.batch_size=[0]"], "search.batch_size"),
+    (["search.family=[lstm]"], "search.family"),
+    (["search.inputs=[optical_flow]"], "search.inputs"),
+    (["search.pooling=[mean+median]"], "search.pooling"),
+    (["tuning.objective=val_f1"], "tuning.objective"),
+    (["training.cv_folds=0"], "training.cv_folds"),
+    (["tuning.first_trials=[{family: lstm}]"], "first_trials"),
+    (["tuning.first_trials=[{depth: 3}]"], "first_trials"),
+])
+def test_impossible_search_spaces_fail_before_any_run(overrides, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(REPO / "experiments/demo.yaml", overrides)
+
+
+def test_photo_motion_config_generates_its_data_and_searches_every_family():
+    config = load_config(REPO / "experiments/photo_motion.yaml")
+    assert config.data.photo_motion is not None and config.data.demo is None
+    assert set(config.search.family) == {"pooled", "tcn", "gru", "attention"} and "steps" in config.search.inputs
+    assert config.training.folds_for(250) == 3 and config.training.folds_for(5000) == 1

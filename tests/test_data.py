@@ -1,4 +1,3 @@
-import time
 
 import cv2
 import numpy as np
@@ -23,12 +22,10 @@ def _frames(path):
         frames.append(frame)
 
 
-def test_default_demo_set_is_big_enough_fast_and_deterministic(tmp_path):
-    started = time.perf_counter()
+def test_default_demo_set_is_big_enough_and_deterministic(tmp_path):
+    # (its generation time is measured in benchmarks, never asserted: CI machines differ 4x)
     first = generate_demo(tmp_path / "a", DemoConfig())
-    elapsed = time.perf_counter() - started
     second = generate_demo(tmp_path / "b", DemoConfig())
-    assert elapsed < 30
     train, test = read_video_table(first / "train.csv"), read_video_table(first / "test.csv")
     assert len(train) >= 150 and len(test) >= 75
     assert set(train.tag) == set(test.tag) == set(CLASSES) and len(CLASSES) >= 5
@@ -130,3 +127,32 @@ def test_seed_prepared_layout_is_accepted(tmp_path):
         write_video(tmp_path / split / "v_Punch_g01_c01.avi", 3)
         write_csv(tmp_path / f"{split}.csv", [("v_Punch_g01_c01.avi", "Punch")])
     assert prepare_ucf101(tmp_path)["data.train_videos"] == "train"
+
+
+def test_photo_motion_set_is_deterministic_real_and_split_by_photo(tmp_path):
+    from videoclf.config import PhotoMotionConfig
+    from videoclf.data.photo_motion import CLASSES as MOTIONS, TEST_PHOTOS, TRAIN_PHOTOS, generate_photo_motion
+
+    config = PhotoMotionConfig(clips_per_photo=1, min_frames=6, max_frames=30)
+    first = generate_photo_motion(tmp_path / "a", config, progress=False)
+    second = generate_photo_motion(tmp_path / "b", config, progress=False)
+    train, test = read_video_table(first / "train.csv"), read_video_table(first / "test.csv")
+    assert len(train) == len(TRAIN_PHOTOS) * len(MOTIONS) and len(test) == len(TEST_PHOTOS) * len(MOTIONS)
+    assert set(train.tag) == set(test.tag) == set(MOTIONS)
+    train_groups = {group_id(n) for n in train.video_name}
+    test_groups = {group_id(n) for n in test.video_name}
+    assert train_groups.isdisjoint(test_groups)  # test photos never seen in training
+    for split in ("train.csv", "test.csv"):
+        assert (first / split).read_bytes() == (second / split).read_bytes()
+    name = test.video_name[0]
+    assert np.array_equal(_frames(first / name), _frames(second / name))
+    lengths = [len(_frames(first / n)) for n in train.video_name]
+    assert min(lengths) < 20 < max(lengths)  # clips shorter and longer than the cached length
+    # real photographs, not flat synthetic colour: plenty of distinct grey levels in a frame
+    frame = _frames(first / name)[0]
+    assert len(np.unique(frame)) > 100
+    # a still camera barely changes the picture; a fast pan changes it a lot
+    still = _frames(first / next(n for n in train.video_name if "_Still_" in n)).astype(float)
+    pan = _frames(first / next(n for n in train.video_name if "_PanFast_" in n)).astype(float)
+    assert np.abs(np.diff(pan, axis=0)).mean() > 2 * np.abs(np.diff(still, axis=0)).mean()
+    assert generate_photo_motion(first, config, progress=False) == first  # current: not rewritten

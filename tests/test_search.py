@@ -40,27 +40,54 @@ def test_search_logs_every_trial_registers_and_tests_the_winner(tmp_path, make_c
         assert run.data.tags["mlflow.parentRunId"] == result.parent_run_id
         assert run.info.status == "FINISHED" and run.data.tags[STATUS_TAG] == "COMPLETED"
         assert {"seq_length", "batch_size", "gru_units_0", "learning_rate", "dropout"} <= set(run.data.params)
-        for metric in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+        for metric in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):  # mean over the folds
             history = client.get_metric_history(run.info.run_id, metric)
             assert [m.step for m in history] == [0, 1]
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "fold_score")] == [0, 1, 2]
         assert "score" in run.data.metrics
     parent = client.get_run(result.parent_run_id)
     assert parent.info.status == "FINISHED"
-    assert {"test_accuracy", "test_macro_f1", "best_val_accuracy"} <= set(parent.data.metrics)
+    assert {"test_accuracy", "test_macro_f1", "best_val_accuracy", "selection_score", "test_accuracy_ci_low",
+            "test_accuracy_ci_high", "test_ece", "test_accuracy_seed_mean", "test_accuracy_seed_std"} <= set(
+        parent.data.metrics)
+    metrics = parent.data.metrics
+    assert metrics["test_accuracy_ci_low"] <= metrics["test_accuracy"] <= metrics["test_accuracy_ci_high"]
+    for baseline in ("pooled_logreg", "step_stats_logreg", "seed_gru"):  # beside every search, same folds
+        assert 0 <= metrics[f"baseline_{baseline}_selection"] <= 1
+        assert 0 <= metrics[f"baseline_{baseline}_test_accuracy"] <= 1
+    assert "champion_minus_best_baseline_selection" in metrics
+    assert parent.data.tags["selection_protocol"] == "3-fold CV"
+    assert parent.data.tags["champion_vs_baseline"]
     assert parent.data.params["extractor.name"] == "efficientnet_lite0"
     assert parent.data.tags["extractor.weights_digest"].startswith("sha256:")
     assert parent.inputs.dataset_inputs and parent.inputs.dataset_inputs[0].dataset.name == "train"
     artifacts = {a.path for a in client.list_artifacts(result.parent_run_id, "evaluation")}
-    assert {"evaluation/confusion_matrix.png", "evaluation/per_class_metrics.csv",
-            "evaluation/training_curves.png"} <= artifacts
+    assert {"evaluation/confusion_matrix.png", "evaluation/per_class_metrics.csv", "evaluation/baselines.csv",
+            "evaluation/training_curves.png", "evaluation/reliability_diagram.png"} <= artifacts
     version = client.get_model_version_by_alias("videoclf-test", "champion")
     assert str(version.version) == result.registration.version and result.registration.champion
     assert float(version.tags["test_accuracy"]) == pytest.approx(result.evaluation.accuracy, abs=1e-6)
+    assert float(version.tags["selection_score"]) == pytest.approx(result.best_val_score, abs=1e-6)
+
+    again = run_search(config, "tiny", progress=False)  # a finished search: nothing re-run, nothing re-registered
+    assert again.registration.version == result.registration.version
+    assert len(client.search_model_versions("name = 'videoclf-test'")) == 1
 
 
-def test_failing_trial_is_failed_and_the_search_completes(tmp_path, make_config, tracking_uri):
-    # GRU width 0 is a real Keras error for the trials that draw it.
-    config = load_config(make_config({**TINY, "tuning.max_trials": 4, "search.gru_units": [[8, 0]],
+def test_failing_trial_is_failed_and_the_search_completes(tmp_path, make_config, tracking_uri, monkeypatch):
+    # Config validation rejects impossible widths up front, so a run-time failure (out of memory, a
+    # broken custom layer...) is injected for the trials that draw width 9; the others must complete.
+    from videoclf.search.hypermodel import SequenceHyperModel
+
+    real_build = SequenceHyperModel.build
+
+    def build(self, hp):
+        if hp.values.get("gru_units_0") == 9:
+            raise RuntimeError("injected failure: cannot build this model")
+        return real_build(self, hp)
+
+    monkeypatch.setattr(SequenceHyperModel, "build", build)
+    config = load_config(make_config({**TINY, "tuning.max_trials": 4, "search.gru_units": [[8, 9]],
                                       "search.seq_length": [8], "search.frame_units": [0],
                                       "search.dropout": [0.0], "search.learning_rate": [0.001],
                                       "search.input_dropout": [0.0]}))
@@ -69,7 +96,7 @@ def test_failing_trial_is_failed_and_the_search_completes(tmp_path, make_config,
     statuses = sorted(r.info.status for r in runs)
     assert statuses == ["FAILED", "FINISHED"]
     failed = next(r for r in runs if r.info.status == "FAILED")
-    assert failed.data.params["gru_units_0"] == "0" and failed.data.tags["error"]
+    assert failed.data.params["gru_units_0"] == "9" and "injected failure" in failed.data.tags["error"]
     assert result.best_hyperparameters["gru_units_0"] == 8
 
 

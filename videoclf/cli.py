@@ -53,6 +53,16 @@ def cmd_data_demo(args: argparse.Namespace) -> None:
     print(f"demo data set ready in {out} (train.csv, test.csv)")
 
 
+def cmd_data_photo_motion(args: argparse.Namespace) -> None:
+    from videoclf.config import PhotoMotionConfig
+    from videoclf.data.photo_motion import generate_photo_motion
+
+    config = _config(args)
+    out = args.out or config.data.root
+    generate_photo_motion(out, config.data.photo_motion or PhotoMotionConfig(), force=args.force)
+    print(f"photo-motion data set ready in {out} (train.csv, test.csv)")
+
+
 def cmd_data_ucf101(args: argparse.Namespace) -> None:
     from videoclf.data.ucf101 import SEED_CLASSES, prepare_ucf101
 
@@ -134,6 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, help="output folder (default: data.root of the config)")
     demo.add_argument("--force", action="store_true", help="rewrite even if the set on disk is current")
     demo.set_defaults(func=cmd_data_demo)
+    photo = data_kinds.add_parser("photo-motion", help="write the embedded photo-motion set (real photos, "
+                                                        "motion-defined classes)")
+    _common(photo)
+    photo.set_defaults(config=Path("experiments/photo_motion.yaml"))
+    photo.add_argument("--out", type=Path, help="output folder (default: data.root of the config)")
+    photo.add_argument("--force", action="store_true", help="rewrite even if the set on disk is current")
+    photo.set_defaults(func=cmd_data_photo_motion)
     ucf = data_kinds.add_parser("ucf101", help="build train.csv/test.csv from the official UCF101 layout")
     ucf.add_argument("--root", type=Path, required=True, help="folder holding ClassName/v_*.avi")
     ucf.add_argument("--splits", type=Path, help="ucfTrainTestlist folder (default: ROOT/ucfTrainTestlist)")

@@ -7,7 +7,7 @@ files raise one :class:`ConfigError` naming the file and the dotted key.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from videoclf.errors import ConfigError
 
 DEFAULT_CONFIG = Path("experiments/demo.yaml")
+AUTO_CV_BELOW = 1000  # training videos under which `cv_folds: auto` cross-validates
 
 
 class _Section(BaseModel):
@@ -32,6 +33,21 @@ class DemoConfig(_Section):
     max_frames: int = Field(150, ge=1)
 
 
+class PhotoMotionConfig(_Section):
+    """Parameters of the embedded photo-motion set (real photos, a virtual camera; see videoclf.data.photo_motion)."""
+
+    seed: int = 0
+    clips_per_photo: int = Field(3, ge=1)
+    min_frames: int = Field(8, ge=2)
+    max_frames: int = Field(48, ge=2)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "PhotoMotionConfig":
+        if self.min_frames > self.max_frames:
+            raise ValueError(f"Expected min_frames <= max_frames. Received: {self.min_frames} > {self.max_frames}")
+        return self
+
+
 class DataConfig(_Section):
     """Where the videos and their ``video_name,tag`` CSVs live.
 
@@ -46,6 +62,13 @@ class DataConfig(_Section):
     test_videos: str = "."
     classes: list[str] | None = None
     demo: DemoConfig | None = None
+    photo_motion: PhotoMotionConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_generator(self) -> "DataConfig":
+        if self.demo is not None and self.photo_motion is not None:
+            raise ValueError("Expected at most one of data.demo and data.photo_motion (both generate data.root)")
+        return self
 
     def csv_path(self, split: str) -> Path:
         return self.root / {"train": self.train_csv, "test": self.test_csv}[split]
@@ -100,25 +123,65 @@ class FloatRange(_Section):
         return self
 
 
-class SearchSpace(_Section):
-    """The GRU model's hyperparameters: a one-element list is a fixed value."""
+PositiveInts = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)]
+NonNegativeInts = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+Fractions = Annotated[list[Annotated[float, Field(ge=0.0, lt=1.0)]], Field(min_length=1)]
+Flags = Annotated[list[bool], Field(min_length=1)]
+Family = Literal["pooled", "tcn", "gru", "attention"]
+Inputs = Literal["frames", "frames+deltas", "deltas", "steps"]
+POOLING_STATS = ("mean", "max", "min", "std")
 
-    temporal_centering: list[bool] = [True]
-    input_dropout: FloatRange | list[float] = [0.5]
-    frame_units: list[int] = [64, 128]
-    num_gru_layers: list[int] = [1, 2]
-    gru_units: list[list[int]] = [[32, 64, 128], [32, 64]]
-    dropout: FloatRange | list[float] = FloatRange(min=0.0, max=0.5, step=0.1)
-    recurrent_dropout: list[float] = [0.0]
-    dense_units: list[int] = [0]
-    learning_rate: FloatRange | list[float] = FloatRange(min=1e-4, max=1e-2, log=True)
-    seq_length: list[int] = [10, 20]
-    batch_size: list[int] = [16, 32]
-    normalize: list[bool] = [True]
+
+class SearchSpace(_Section):
+    """The sequence model's hyperparameters: a one-element list is a fixed value.
+
+    ``family`` picks the model (see videoclf.model); the family's own keys
+    (``gru_units``…, ``conv_*``, ``attention_units``, ``pooling``) are searched
+    only in the trials that draw it.
+    """
+
+    family: Annotated[list[Family], Field(min_length=1)] = ["gru"]
+    inputs: Annotated[list[Inputs], Field(min_length=1)] = ["frames"]
+    temporal_centering: Flags = [True]
+    normalize: Flags = [True]
+    input_dropout: FloatRange | Fractions = [0.5]
+    frame_units: NonNegativeInts = [64, 128]
+    pooling: Annotated[list[str], Field(min_length=1)] = ["mean+std"]
+    num_gru_layers: PositiveInts = [1, 2]
+    gru_units: Annotated[list[PositiveInts], Field(min_length=1)] = [[32, 64, 128], [32, 64]]
+    bidirectional: Flags = [False]
+    recurrent_dropout: Fractions = [0.0]
+    conv_filters: PositiveInts = [64]
+    conv_layers: PositiveInts = [2]
+    kernel_size: PositiveInts = [3]
+    attention_units: PositiveInts = [32]
+    dropout: FloatRange | Fractions = FloatRange(min=0.0, max=0.5, step=0.1)
+    dense_units: NonNegativeInts = [0]
+    learning_rate: FloatRange | Annotated[list[Annotated[float, Field(gt=0.0)]], Field(min_length=1)] = \
+        FloatRange(min=1e-4, max=1e-2, log=True)
+    seq_length: PositiveInts = [10, 20]
+    batch_size: PositiveInts = [16, 32]
+
+    @field_validator("pooling")
+    @classmethod
+    def _known_pooling(cls, choices: list[str]) -> list[str]:
+        for choice in choices:
+            parts = choice.split("+")
+            if not all(p.strip() in POOLING_STATS for p in parts):
+                raise ValueError(f"Expected statistics from {POOLING_STATS} joined by '+' (e.g. mean+std). "
+                                 f"Received: {choice!r}")
+        return choices
+
+    @field_validator("input_dropout", "dropout")
+    @classmethod
+    def _dropout_range(cls, spec):
+        if isinstance(spec, FloatRange) and not (0.0 <= spec.min and spec.max < 1.0):
+            raise ValueError(f"Expected 0 <= dropout < 1. Received: min={spec.min}, max={spec.max}")
+        return spec
 
     @model_validator(mode="after")
     def _layers_have_widths(self) -> "SearchSpace":
-        if max(self.num_gru_layers) > len(self.gru_units):
+        if "gru" in self.family and max(self.num_gru_layers) > len(self.gru_units):
             raise ValueError(
                 f"Expected one list of widths per GRU layer in gru_units. Received: "
                 f"num_gru_layers up to {max(self.num_gru_layers)}, {len(self.gru_units)} width lists"
@@ -131,8 +194,12 @@ class TuningConfig(_Section):
 
     tuner: Literal["random", "bayesian", "hyperband"] = "random"
     max_trials: int = Field(12, ge=1)
-    objective: str = "val_accuracy"
+    objective: Literal["val_accuracy", "val_loss"] = "val_accuracy"
     executions_per_trial: int = Field(1, ge=1)
+    first_trials: list[dict[str, Any]] = []  # random search: partial values tried first, the rest drawn
+    final_seeds: int = Field(3, ge=1)
+    baselines: list[Literal["pooled_logreg", "step_stats_logreg", "seed_gru"]] = [
+        "pooled_logreg", "step_stats_logreg", "seed_gru"]
     directory: Path = Path("tuner_runs")
     project_name: str | None = None
     seed: int = 42
@@ -145,7 +212,21 @@ class TrainingConfig(_Section):
     epochs: int = Field(40, ge=1)
     early_stopping_patience: int | None = Field(8, ge=1)
     validation_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    cv_folds: int | Literal["auto"] = "auto"
     seed: int = 42
+
+    @field_validator("cv_folds")
+    @classmethod
+    def _folds(cls, value):
+        if value != "auto" and value < 1:
+            raise ValueError(f"Expected cv_folds >= 1 or 'auto'. Received: {value}")
+        return value
+
+    def folds_for(self, n_videos: int) -> int:
+        """``auto``: 3-fold cross-validation below 1000 training videos (one split is too noisy), else 1."""
+        if self.cv_folds == "auto":
+            return 3 if n_videos < AUTO_CV_BELOW else 1
+        return self.cv_folds
 
 
 class TrackingConfig(_Section):
@@ -168,12 +249,20 @@ class Config(_Section):
     training: TrainingConfig = TrainingConfig()
     tracking: TrackingConfig = TrackingConfig()
 
-    @field_validator("search")
-    @classmethod
-    def _positive_lengths(cls, space: SearchSpace) -> SearchSpace:
-        if min(space.seq_length) < 1:
-            raise ValueError("Expected seq_length choices >= 1")
-        return space
+    @model_validator(mode="after")
+    def _first_trials_in_space(self) -> "Config":
+        space = self.search.model_dump()
+        for index, values in enumerate(self.tuning.first_trials):
+            for key, value in values.items():
+                if key not in space:
+                    raise ValueError(f"Expected tuning.first_trials[{index}] keys from the search section. "
+                                     f"Received: {key!r}")
+                if isinstance(space[key], list) and value not in space[key]:
+                    raise ValueError(f"Expected tuning.first_trials[{index}].{key} among search.{key} "
+                                     f"{space[key]}. Received: {value!r}")
+        if self.tuning.first_trials and self.tuning.tuner != "random":
+            raise ValueError("Expected tuning.first_trials only with tuner: random")
+        return self
 
     @model_validator(mode="after")
     def _lengths_fit_cache(self) -> "Config":

@@ -91,7 +91,9 @@ def load_split(config: Config, split: str, vocabulary: Vocabulary | None = None,
               f"(see {report.bad_report})")
     keys = [videos[i].key for i in usable]
     features, mask, _ = open_cache(config, weights).read(keys)
-    groups = [f"{tags[i]}/{group_id(videos[i].key) or videos[i].key}" for i in usable]
+    # A group (UCF101 gNN: one actor, scene or source video) stays on one side whatever its class: when
+    # classes share scenes, splitting a scene by class would reward memorising scenes.
+    groups = [f"g{group_id(videos[i].key)}" if group_id(videos[i].key) else videos[i].key for i in usable]
     digest = hashlib.sha256("\n".join(f"{k},{tags[i]}" for k, i in zip(keys, usable)).encode()).hexdigest()
     return SplitData(keys, labels[usable], features, mask.sum(axis=1), groups, digest[:16]), vocabulary
 
@@ -112,6 +114,39 @@ def validation_split(data: SplitData, fraction: float, seed: int) -> tuple[Split
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     train_rows, val_rows = next(splitter.split(np.zeros(len(data)), data.labels, data.groups))
     return data.subset(train_rows), data.subset(val_rows)
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One train/validation pair of the selection protocol."""
+
+    train: SplitData
+    validation: SplitData
+
+
+def make_folds(data: SplitData, folds: int, fraction: float, seed: int) -> list[Fold]:
+    """``folds`` grouped, stratified cross-validation folds; ``folds == 1``: one holdout split of ``fraction``.
+
+    Every video is validated once across the folds, so a trial's score rests
+    on all training videos instead of one small validation set.
+    """
+    if folds == 1:
+        return [Fold(*validation_split(data, fraction, seed))]
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n_groups = len(set(data.groups))
+    if n_groups < folds:
+        raise DataError(f"Expected at least {folds} video groups for {folds}-fold cross-validation. "
+                        f"Received: {n_groups}. Set training.cv_folds lower (1 = one holdout split).")
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return [Fold(data.subset(train_rows), data.subset(val_rows))
+            for train_rows, val_rows in splitter.split(np.zeros(len(data)), data.labels, data.groups)]
+
+
+def selection_digest(data: SplitData, folds: int, fraction: float, seed: int) -> str:
+    """Identifies the selection protocol: same digest, comparable validation scores."""
+    protocol = f"{data.digest}|cv={folds}|" + (f"fraction={fraction}|" if folds == 1 else "") + f"seed={seed}"
+    return hashlib.sha256(protocol.encode()).hexdigest()[:16]
 
 
 def split_arrays(config: Config, split: str, length: int | None = None,

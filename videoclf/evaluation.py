@@ -19,9 +19,52 @@ class Evaluation:
     confusion: np.ndarray
     classes: tuple[str, ...]
     probabilities: np.ndarray
+    interval: tuple[float, float]  # 95% bootstrap interval of accuracy over videos
+    ece: float  # expected calibration error (10 confidence bins)
+    labels: np.ndarray
 
     def metrics(self, prefix: str = "test_") -> dict[str, float]:
-        return {f"{prefix}accuracy": self.accuracy, f"{prefix}macro_f1": self.macro_f1}
+        return {f"{prefix}accuracy": self.accuracy, f"{prefix}accuracy_ci_low": self.interval[0],
+                f"{prefix}accuracy_ci_high": self.interval[1], f"{prefix}macro_f1": self.macro_f1,
+                f"{prefix}ece": self.ece}
+
+
+def bootstrap_interval(correct: np.ndarray, level: float = 0.95, resamples: int = 2000,
+                       seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``correct`` (resampling videos with replacement)."""
+    correct = np.asarray(correct, np.float64)
+    if len(correct) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = correct[rng.integers(0, len(correct), (resamples, len(correct)))].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def calibration_bins(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    """Per confidence bin: count, mean confidence, accuracy (the reliability diagram's data)."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    index = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        inside = index == b
+        rows.append({"low": edges[b], "high": edges[b + 1], "count": int(inside.sum()),
+                     "confidence": float(confidence[inside].mean()) if inside.any() else np.nan,
+                     "accuracy": float(correct[inside].mean()) if inside.any() else np.nan})
+    return pd.DataFrame(rows)
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
+    """Mean |accuracy - confidence| over confidence bins, weighted by how many videos fall in each."""
+    table = calibration_bins(probabilities, labels, bins)
+    filled = table[table["count"] > 0]
+    if filled.empty:
+        return float("nan")
+    gaps = (filled["accuracy"] - filled["confidence"]).abs()
+    return float((gaps * filled["count"]).sum() / filled["count"].sum())
 
 
 def evaluate_probabilities(probabilities: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> Evaluation:
@@ -35,11 +78,15 @@ def evaluate_probabilities(probabilities: np.ndarray, labels: np.ndarray, classe
                           "support": support})
     return Evaluation(float(accuracy_score(labels, predicted)),
                       float(f1_score(labels, predicted, labels=indices, average="macro", zero_division=0)),
-                      table, confusion_matrix(labels, predicted, labels=indices), tuple(classes), probabilities)
+                      table, confusion_matrix(labels, predicted, labels=indices), tuple(classes), probabilities,
+                      bootstrap_interval(predicted == labels), expected_calibration_error(probabilities, labels),
+                      np.asarray(labels))
 
 
 def format_report(evaluation: Evaluation) -> str:
-    lines = [f"accuracy {evaluation.accuracy:.4f}   macro F1 {evaluation.macro_f1:.4f}",
+    low, high = evaluation.interval
+    lines = [f"accuracy {evaluation.accuracy:.4f} (95% CI {low:.3f}-{high:.3f} over {len(evaluation.labels)} videos)"
+             f"   macro F1 {evaluation.macro_f1:.4f}   calibration error {evaluation.ece:.3f}",
              evaluation.per_class.to_string(index=False, float_format=lambda v: f"{v:.3f}")]
     return "\n".join(lines)
 
@@ -53,9 +100,35 @@ def _pyplot():
     return plt
 
 
-def write_report_files(evaluation: Evaluation, out_dir: Path, curves: dict[str, list[float]] | None = None,
-                       title: str = "") -> dict[str, Path]:
-    """Writes ``per_class_metrics.csv``, ``confusion_matrix.png`` and (given curves) ``training_curves.png``."""
+def write_training_curves(curves: dict[str, dict[str, list[float]]], path: Path, highlight: str | None = None) -> Path:
+    """Validation accuracy and loss per epoch, one line per trial (``{trial: {metric: values}}``); the winner bold."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, metric in zip(axes, ("val_accuracy", "val_loss")):
+        for trial, trial_curves in sorted(curves.items()):
+            values = trial_curves.get(metric)
+            if not values:
+                continue
+            winner = trial == highlight
+            ax.plot(range(len(values)), values, linewidth=2.5 if winner else 0.9, alpha=1.0 if winner else 0.5,
+                    color="crimson" if winner else None, label=f"trial {trial} (winner)" if winner else None,
+                    zorder=3 if winner else 2)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric.replace("_", " ") + " (mean over folds)")
+        if highlight in curves:
+            ax.legend()
+    fig.suptitle(f"{len(curves)} trials")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_report_files(evaluation: Evaluation, out_dir: Path,
+                       curves: dict[str, dict[str, list[float]]] | None = None, title: str = "",
+                       highlight: str | None = None) -> dict[str, Path]:
+    """Writes ``per_class_metrics.csv``, ``confusion_matrix.png``, ``reliability_diagram.png`` and (given
+    per-trial curves) ``training_curves.png``."""
     plt = _pyplot()
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"per_class": out_dir / "per_class_metrics.csv", "confusion": out_dir / "confusion_matrix.png"}
@@ -77,16 +150,25 @@ def write_report_files(evaluation: Evaluation, out_dir: Path, curves: dict[str, 
     fig.savefig(files["confusion"], dpi=100)
     plt.close(fig)
 
+    files["reliability"] = out_dir / "reliability_diagram.png"
+    bins = calibration_bins(evaluation.probabilities, evaluation.labels)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
+    filled = bins[bins["count"] > 0]
+    ax.bar(filled["low"], filled["accuracy"], width=filled["high"] - filled["low"], align="edge", alpha=0.6,
+           edgecolor="black", label="accuracy in bin")
+    ax.plot(filled["confidence"], filled["accuracy"], "o", color="black")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{title} ECE {evaluation.ece:.3f}".strip())
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(files["reliability"], dpi=100)
+    plt.close(fig)
+
     if curves:
         files["curves"] = out_dir / "training_curves.png"
-        fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
-        for name, values in curves.items():
-            (loss_ax if name.endswith("loss") else acc_ax).plot(range(len(values)), values, label=name)
-        for ax, label in ((loss_ax, "loss"), (acc_ax, "accuracy")):
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(label)
-            ax.legend()
-        fig.tight_layout()
-        fig.savefig(files["curves"], dpi=100)
-        plt.close(fig)
+        write_training_curves(curves, files["curves"], highlight)
     return files

@@ -1,8 +1,10 @@
 """Logging the winner as an MLflow model, registering it, and moving the champion alias.
 
-The alias moves only when the new version beats the current champion on the
-same test split (identified by a digest of its video names and labels);
-otherwise the version is registered without it, and the reason is returned.
+The alias moves only when the new version beats the current champion's
+*selection* score (validation or cross-validation) under the same selection
+protocol (a digest of the training videos, labels and folds). The test split
+never decides: test accuracy is recorded beside it, so test stays a test.
+A search whose winner is already registered is not registered again.
 """
 
 from __future__ import annotations
@@ -82,26 +84,45 @@ def _current_champion(client: MlflowClient, name: str, alias: str):
         return None
 
 
-def register(model_uri: str, *, name: str, alias: str, test_accuracy: float, test_digest: str,
-             tags: dict[str, str]) -> Registration:
-    """Registers ``model_uri`` under ``name``; gives it ``alias`` only if it beats the holder."""
+def existing_version(name: str, tags: dict[str, str], selection_digest: str) -> Registration | None:
+    """The version already registered for this search's winning trial, if any (a re-run registers nothing)."""
+    client = MlflowClient()
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    for version in versions:
+        if (version.tags.get("search_id") == tags["search_id"] and version.tags.get("trial_id") == tags["trial_id"]
+                and version.tags.get("selection_digest") == selection_digest):
+            aliases = getattr(version, "aliases", []) or []
+            return Registration(name, str(version.version), bool(aliases), "this search's winner is already "
+                                f"registered as version {version.version}; nothing new registered", version.source)
+    return None
+
+
+def register(model_uri: str, *, name: str, alias: str, selection_score: float, selection_digest: str,
+             higher_is_better: bool, test_accuracy: float, test_digest: str, tags: dict[str, str]) -> Registration:
+    """Registers ``model_uri`` under ``name``; gives it ``alias`` only if its selection score beats the holder's."""
     import mlflow
 
     client = MlflowClient()
     version = mlflow.register_model(model_uri, name, tags={
-        **tags, "test_accuracy": f"{test_accuracy:.6f}", "test_split_digest": test_digest}).version
+        **tags, "selection_score": f"{selection_score:.6f}", "selection_digest": selection_digest,
+        "test_accuracy": f"{test_accuracy:.6f}", "test_split_digest": test_digest}).version
     holder = _current_champion(client, name, alias)
     if holder is None:
         champion, reason = True, f"first model with alias '{alias}'"
-    elif holder.tags.get("test_split_digest") != test_digest:
+    elif holder.tags.get("selection_digest") != selection_digest:
         champion = False
-        reason = (f"the current {alias} (version {holder.version}) was tested on another test split; "
-                  f"compare them yourself and move the alias with MlflowClient().set_registered_model_alias")
+        reason = (f"the current {alias} (version {holder.version}) was selected on other training data or folds, "
+                  f"so the scores are not comparable; compare them yourself and move the alias with "
+                  f"MlflowClient().set_registered_model_alias")
     else:
-        held = float(holder.tags.get("test_accuracy", "-1"))
-        champion = test_accuracy > held
-        reason = (f"test accuracy {test_accuracy:.4f} {'beats' if champion else 'does not beat'} "
-                  f"{alias} version {holder.version} ({held:.4f}) on the same test split")
+        held = float(holder.tags["selection_score"])
+        champion = selection_score > held if higher_is_better else selection_score < held
+        reason = (f"selection score {selection_score:.4f} {'beats' if champion else 'does not beat'} "
+                  f"{alias} version {holder.version} ({held:.4f}) under the same selection protocol "
+                  f"(test accuracy {test_accuracy:.4f} is reported, never used to choose)")
     if champion:
         client.set_registered_model_alias(name, alias, version)
     return Registration(name, str(version), champion, reason, model_uri)

@@ -8,6 +8,7 @@ the KerasTuner trial id as tags.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -28,8 +29,6 @@ STATUS_TAG = "kt_status"
 ROLE_TAG = "videoclf_role"
 PACKAGES = ("videoclf", "tensorflow", "keras", "keras-tuner", "mlflow", "opencv-python-headless", "numpy",
             "h5py")
-EPOCH_METRICS = {"loss": "train_loss", "accuracy": "train_accuracy", "val_loss": "val_loss",
-                 "val_accuracy": "val_accuracy"}
 
 
 def package_versions() -> dict[str, str]:
@@ -146,6 +145,40 @@ class SearchTracker:
         if self.owns_parent:  # `mlflow run` ends its own project run
             self.client.set_terminated(self.parent_run_id, status)
 
+    @contextlib.contextmanager
+    def parent_status(self):
+        """The parent run's end status follows from how the block exits (as MLflow's ``ActiveRun``)."""
+        try:
+            yield self
+        except KeyboardInterrupt:
+            self.finish("KILLED")
+            raise
+        except BaseException as exc:
+            self.client.set_tag(self.parent_run_id, "error", f"{type(exc).__name__}: {exc}"[:5000])
+            self.finish("FAILED")
+            raise
+        else:
+            self.finish("FINISHED")
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self.client.log_batch(self.parent_run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def search_curves(self, metrics=("val_accuracy", "train_accuracy", "val_loss", "train_loss")
+                      ) -> dict[str, dict[str, list[float]]]:
+        """Per-epoch curves of every finished trial of this search, from MLflow: ``{trial_id: {metric: values}}``."""
+        runs = self.client.search_runs(
+            [self.experiment_id], f"tags.{SEARCH_TAG} = '{self.search_id}' and tags.{ROLE_TAG} = 'trial' "
+            "and attributes.status = 'FINISHED'")
+        out = {}
+        for run in runs:
+            curves = {}
+            for metric in metrics:
+                history = sorted(self.client.get_metric_history(run.info.run_id, metric), key=lambda m: m.step)
+                if history:
+                    curves[metric] = [m.value for m in history]
+            out[run.data.tags[TRIAL_TAG]] = curves
+        return out
+
     # -- trial runs ------------------------------------------------------
     def _existing_trial_runs(self, trial_id: str):
         return self.client.search_runs(
@@ -162,11 +195,14 @@ class SearchTracker:
         self._trial_started[trial_id] = time.perf_counter()
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
-    def epoch_ended(self, trial_id: str, epoch: int, logs: dict[str, float]) -> None:
+    def trial_curves(self, trial_id: str, curves: dict[str, list[float]], fold_scores: list[float]) -> None:
+        """Per-epoch curves (mean over folds, ``step=epoch``) and each fold's score (``step=fold``)."""
         now = int(time.time() * 1000)
-        metrics = [Metric(EPOCH_METRICS.get(k, k), float(v), now, epoch) for k, v in logs.items()
-                   if isinstance(v, (int, float))]
-        self.client.log_batch(self._trial_runs[trial_id], metrics=metrics)
+        metrics = [Metric(name, float(value), now, epoch) for name, values in curves.items()
+                   for epoch, value in enumerate(values)]
+        metrics += [Metric("fold_score", float(score), now, fold) for fold, score in enumerate(fold_scores)]
+        for start in range(0, len(metrics), 1000):
+            self.client.log_batch(self._trial_runs[trial_id], metrics=metrics[start: start + 1000])
 
     def trial_ended(self, trial_id: str, status: str, score: float | None, best_epoch: int | None,
                     message: str | None) -> None:

@@ -124,9 +124,10 @@ def render_clip(label: str, scene: Scene, rng: np.random.Generator, n_frames: in
     return frames
 
 
-def _write_video(path: Path, frames: list[np.ndarray]) -> None:
+def write_video(path: Path, frames: list[np.ndarray], fps: int = FPS) -> None:
+    """Writes BGR frames as an MJPG AVI (a codec every OpenCV build can write)."""
     height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (width, height))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
     if not writer.isOpened():
         raise OSError(f"OpenCV cannot write {path} (MJPG codec unavailable?)")
     try:
@@ -190,7 +191,7 @@ def generate_demo(out_dir: str | Path, config: DemoConfig | None = None, force: 
                     rng = np.random.default_rng([config.seed, class_index, group, clip])
                     n_frames = int(rng.integers(config.min_frames, config.max_frames + 1))
                     name = f"v_{label}_g{group:02d}_c{clip:02d}.avi"
-                    _write_video(out_dir / name, render_clip(label, scene, rng, n_frames))
+                    write_video(out_dir / name, render_clip(label, scene, rng, n_frames))
                     rows.append((name, label))
         with (out_dir / f"{split}.csv").open("w", newline="") as fh:
             writer = csv.writer(fh, lineterminator="\n")

@@ -7,11 +7,16 @@ from videoclf.errors import DataError
 
 
 def ensure_data(config: Config) -> None:
-    """Writes the demo set when the config asks for it (a no-op when current); else checks the CSVs."""
+    """Writes the demo or photo-motion set when the config asks for it (a no-op when current); else checks the CSVs."""
     if config.data.demo is not None:
         from videoclf.data.demo import generate_demo
 
         generate_demo(config.data.root, config.data.demo)
+        return
+    if config.data.photo_motion is not None:
+        from videoclf.data.photo_motion import generate_photo_motion
+
+        generate_photo_motion(config.data.root, config.data.photo_motion)
         return
     for split in ("train", "test"):
         if not config.data.csv_path(split).is_file():

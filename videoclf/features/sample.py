@@ -5,9 +5,15 @@ decoded frames sampled to ``L`` positions keeps frame ``floor(i * n / L)``
 for ``i = 0 .. L-1`` when ``n >= L``. A clip shorter than ``L`` keeps all its
 ``n`` frames in positions ``0 .. n-1``; the rest is zero padding, masked out
 (the seed repeated frames instead, which fakes motion speed).
+
+Shorter sequences for the search are cut from the cache with one regular
+stride, never an uneven one, so consecutive-frame rhythm (the step from one
+frame to the next) survives: motion features depend on it.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -24,18 +30,20 @@ def uniform_indices(n_frames: int, length: int) -> np.ndarray:
 
 
 def derived_positions(stored: int, max_length: int, length: int) -> np.ndarray:
-    """Which cached positions make a ``length``-long sequence from a ``max_length`` entry.
+    """Which cached positions make a sequence of at most ``length`` from a ``max_length`` entry.
 
     ``stored`` is how many cached positions hold real frames, ``min(n, max_length)``.
-    The result equals direct uniform sampling of the clip whenever the clip was
-    shorter than ``max_length`` (every frame is cached), or ``length`` divides
-    ``max_length``: ``floor(floor(j*L/l) * n / L) == floor(j*n/l)`` when ``L = k*l``.
-    For other lengths it is uniform over the cached positions, which is off
-    from direct sampling by less than one cached step (``n / L`` frames).
+    Every ``ceil(stored / length)``-th position is kept: one regular stride, so a
+    short clip (all frames cached) keeps its frame rhythm. When ``length``
+    divides ``max_length`` and the clip filled the cache, this equals direct
+    uniform sampling of the clip: ``floor(floor(j*L/l) * n / L) == floor(j*n/l)``
+    when ``L = k*l``. Other lengths give fewer than ``length`` positions.
     """
     if length > max_length:
         raise ValueError(f"Expected length <= cached max_length {max_length}. Received: {length}")
-    return uniform_indices(stored, length)
+    if stored <= length:
+        return np.arange(stored)
+    return np.arange(0, stored, math.ceil(stored / length))
 
 
 def derive_sequences(features: np.ndarray, stored: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:

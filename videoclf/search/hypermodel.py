@@ -1,7 +1,9 @@
 """KerasTuner HyperModel: ``build(hp)`` only reads hyperparameters; ``fit`` slices the cache.
 
-The sequence length is a hyperparameter, but features are never re-extracted:
-``fit`` cuts each trial's length from the cached maximum-length sequences.
+The model family is a hyperparameter; each family's own hyperparameters are
+declared in a conditional scope, so a trial records only what its model
+uses. The sequence length is a hyperparameter too, but features are never
+re-extracted: ``fit`` cuts each trial's length from the cached sequences.
 """
 
 from __future__ import annotations
@@ -19,21 +21,17 @@ def _number(hp: kt.HyperParameters, name: str, spec: FloatRange | list[float]) -
     return hp.Choice(name, list(spec))
 
 
-class GRUHyperModel(kt.HyperModel):
+class SequenceHyperModel(kt.HyperModel):
     """Search space from the experiment YAML around :func:`build_sequence_model`."""
 
-    def __init__(self, space: SearchSpace, num_features: int, num_classes: int, normalizer, train: SplitData,
-                 validation: SplitData):
-        super().__init__(name="gru_classifier")
+    def __init__(self, space: SearchSpace, num_features: int, num_classes: int, normalizer):
+        super().__init__(name="sequence_classifier")
         self.space = space
         self.num_features = num_features
         self.num_classes = num_classes
         self.normalizer = normalizer
-        self.train = train
-        self.validation = validation
 
-    def declare(self, hp: kt.HyperParameters) -> dict:
-        """Reads every hyperparameter once; returns the factory's keyword arguments."""
+    def _gru(self, hp: kt.HyperParameters) -> dict:
         space = self.space
         layers = hp.Choice("num_gru_layers", space.num_gru_layers)
         units = []
@@ -41,27 +39,61 @@ class GRUHyperModel(kt.HyperModel):
             with hp.conditional_scope("num_gru_layers", [n for n in space.num_gru_layers if n > i]):
                 if layers > i:
                     units.append(hp.Choice(f"gru_units_{i}", space.gru_units[i]))
+        return dict(gru_units=units, bidirectional=hp.Choice("bidirectional", space.bidirectional),
+                    recurrent_dropout=hp.Choice("recurrent_dropout", space.recurrent_dropout))
+
+    def _family_arguments(self, hp: kt.HyperParameters, family: str) -> dict:
+        """The drawn family's own hyperparameters, each declared under a condition on ``family``.
+
+        Scopes are entered even when inactive, so KerasTuner sees the whole space up front.
+        """
+        space = self.space
+
+        def scoped(families: tuple[str, ...], declare) -> dict:
+            active = [f for f in space.family if f in families]
+            if not active:
+                return {}
+            with hp.conditional_scope("family", active):
+                return declare() if family in active else {}
+
+        return {
+            **scoped(("pooled", "tcn"), lambda: {"pooling": hp.Choice("pooling", space.pooling)}),
+            **scoped(("tcn",), lambda: {"conv_filters": hp.Choice("conv_filters", space.conv_filters),
+                                        "conv_layers": hp.Choice("conv_layers", space.conv_layers),
+                                        "kernel_size": hp.Choice("kernel_size", space.kernel_size)}),
+            **scoped(("gru",), lambda: self._gru(hp)),
+            **scoped(("attention",), lambda: {"attention_units": hp.Choice("attention_units",
+                                                                           space.attention_units)}),
+        }
+
+    def declare(self, hp: kt.HyperParameters) -> dict:
+        """Reads every hyperparameter once; returns the factory's keyword arguments."""
+        space = self.space
+        family = hp.Choice("family", space.family)
+        arguments = self._family_arguments(hp, family)
         hp.Choice("seq_length", space.seq_length)
         hp.Choice("batch_size", space.batch_size)
         normalize = hp.Choice("normalize", space.normalize)
         return dict(
+            family=family,
+            inputs=hp.Choice("inputs", space.inputs),
             temporal_centering=hp.Choice("temporal_centering", space.temporal_centering),
             input_dropout=_number(hp, "input_dropout", space.input_dropout),
             frame_units=hp.Choice("frame_units", space.frame_units),
-            gru_units=units,
             dropout=_number(hp, "dropout", space.dropout),
-            recurrent_dropout=hp.Choice("recurrent_dropout", space.recurrent_dropout),
             dense_units=hp.Choice("dense_units", space.dense_units),
             learning_rate=_number(hp, "learning_rate", space.learning_rate),
             normalizer=self.normalizer if normalize else None,
+            **arguments,
         )
 
     def build(self, hp: kt.HyperParameters):
         return build_sequence_model(num_features=self.num_features, num_classes=self.num_classes,
                                     **self.declare(hp))
 
-    def fit(self, hp: kt.HyperParameters, model, *args, **kwargs):
+    def fit(self, hp: kt.HyperParameters, model, train: SplitData, validation: SplitData | None = None, **kwargs):
+        """Trains on ``train`` at the trial's sequence length (validating on ``validation`` when given)."""
         length, batch_size = hp.get("seq_length"), hp.get("batch_size")
-        return model.fit(
-            self.train.sequences(length), self.train.labels, batch_size=batch_size,
-            validation_data=(self.validation.sequences(length), self.validation.labels), **kwargs)
+        validation_data = (validation.sequences(length), validation.labels) if validation is not None else None
+        return model.fit(train.sequences(length), train.labels, batch_size=batch_size,
+                         validation_data=validation_data, **kwargs)

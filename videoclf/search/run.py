@@ -1,10 +1,16 @@
-"""The ``tune`` job: cached features → tracked KerasTuner search → tested, registered winner."""
+"""The ``tune`` job as a flat recipe: prepare → search → test the winner beside the baselines → publish.
+
+Selection never looks at the test split: trials are scored by (cross-)
+validation, the winner is refitted on all training videos and tested once,
+and the registry's alias moves on the selection score. Test accuracy is
+reported beside it, with a bootstrap interval and the baselines' numbers.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import os
 import json
+import os
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -13,28 +19,65 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from videoclf.baselines import BaselineResult, run_baselines
 from videoclf.config import Config
 from videoclf.data.source import ensure_data
-from videoclf.dataset import SplitData, Vocabulary, load_split, validation_split
+from videoclf.dataset import Fold, SplitData, Vocabulary, load_split, make_folds, selection_digest
 from videoclf.errors import VideoclfError
 from videoclf.evaluation import Evaluation, evaluate_probabilities, format_report, write_report_files
-from videoclf.features.extractors import FEATURE_DIMS, resolve_weights
+from videoclf.features.extractors import FEATURE_DIMS, WeightsSource, resolve_weights
 from videoclf.model import feature_statistics
 from videoclf.registry import Registration, model_requirements, register, sequence_signature
-from videoclf.search.hypermodel import GRUHyperModel
-from videoclf.search.tuner import make_tuner, training_callbacks
+from videoclf.search.hypermodel import SequenceHyperModel
+from videoclf.search.tuner import best_epoch_of, make_tuner
 from videoclf.tracking import SearchTracker
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Everything the search reads: cached splits, the selection folds and their digest."""
+
+    train: SplitData
+    test: SplitData
+    vocabulary: Vocabulary
+    folds: list[Fold]
+    selection_digest: str
+    normalizer: tuple[np.ndarray, np.ndarray]
+
+    @property
+    def protocol(self) -> str:
+        return f"{len(self.folds)}-fold CV" if len(self.folds) > 1 else "holdout validation"
+
+
+@dataclass(frozen=True)
+class FinalModels:
+    """The winner refitted on all training videos with each of ``tuning.final_seeds`` seeds."""
+
+    models: list  # the first is the one registered
+    evaluations: list[Evaluation]
+    epochs: int
+
+    @property
+    def registered(self) -> Evaluation:
+        return self.evaluations[0]
+
+    def seed_metrics(self) -> dict[str, float]:
+        accuracies = [e.accuracy for e in self.evaluations]
+        return {"test_accuracy_seed_mean": float(np.mean(accuracies)),
+                "test_accuracy_seed_std": float(np.std(accuracies)), "final_seeds": len(accuracies)}
 
 
 @dataclass
 class SearchResult:
-    """What ``tune`` produced: the winning trial, its test scores and its registry entry."""
+    """What ``tune`` produced: the winning trial, its test scores, the baselines and its registry entry."""
 
     search_id: str
     parent_run_id: str | None
     best_hyperparameters: dict
     best_val_score: float
     evaluation: Evaluation
+    baselines: list[BaselineResult]
+    final: FinalModels
     registration: Registration | None
     trials: pd.DataFrame
     trial_seconds: dict[str, float]  # wall time of the trials this process ran, tracking included
@@ -46,10 +89,46 @@ def search_id_for(config: Config, name: str) -> str:
     if config.tuning.project_name:
         return config.tuning.project_name
     identity = config.to_dict()
-    identity["tuning"] = {k: v for k, v in identity["tuning"].items() if k not in ("max_trials", "overwrite")}
+    identity["tuning"] = {k: v for k, v in identity["tuning"].items()
+                          if k not in ("max_trials", "overwrite", "final_seeds", "baselines")}
     identity.pop("tracking")
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
     return f"{name}-{digest}"
+
+
+def distributed_role() -> str | None:
+    """KerasTuner's distributed role from the environment: ``chief``, ``tunerN`` (a worker) or None."""
+    return os.environ.get("KERASTUNER_TUNER_ID") if os.environ.get("KERASTUNER_ORACLE_IP") else None
+
+
+# -- 1. prepare ------------------------------------------------------------
+def prepare(config: Config, weights: WeightsSource, progress: bool) -> PreparedData:
+    """Reads both splits from the cache (extracting what is missing) and cuts the selection folds."""
+    train, vocabulary = load_split(config, "train", weights=weights, progress=progress)
+    test, _ = load_split(config, "test", vocabulary, weights=weights, progress=progress)
+    training = config.training
+    n_folds = training.folds_for(len(train))
+    folds = make_folds(train, n_folds, training.validation_fraction, training.seed)
+    data = PreparedData(train, test, vocabulary, folds,
+                        selection_digest(train, n_folds, training.validation_fraction, training.seed),
+                        feature_statistics(train.features, train.stored))
+    validation = sum(len(f.validation) for f in folds)
+    print(f"data: {len(train)} train videos ({data.protocol}: {validation} validation predictions a trial, "
+          f"grouped) / {len(test)} test videos, {len(vocabulary.classes)} classes", flush=True)
+    return data
+
+
+# -- 2. search -------------------------------------------------------------
+def search(tuner, config: Config, search_id: str) -> None:
+    try:
+        tuner.search(verbose=0)
+    except RuntimeError as exc:
+        if "consecutive failures" not in str(exc):
+            raise
+        raise VideoclfError(
+            f"KerasTuner stopped search {search_id}: {exc} Every failed trial is a FAILED run with its error "
+            f"in MLflow (experiment {config.tracking.experiment_name}); fix the search space and re-run."
+        ) from None
 
 
 def _trials_table(oracle) -> pd.DataFrame:
@@ -63,20 +142,107 @@ def _trials_table(oracle) -> pd.DataFrame:
     return table.sort_values("score", ascending=False, na_position="last") if len(table) else table
 
 
-def _curves(trial) -> dict[str, list[float]]:
-    out = {}
-    for keras_name, name in (("loss", "train_loss"), ("val_loss", "val_loss"), ("accuracy", "train_accuracy"),
-                             ("val_accuracy", "val_accuracy")):
-        if trial.metrics.exists(keras_name):
-            out[name] = [obs.value[0] for obs in trial.metrics.get_history(keras_name)]
-    return out
+# -- 3. test the winner ------------------------------------------------------
+def refit_winner(config: Config, hypermodel: SequenceHyperModel, best, data: PreparedData) -> FinalModels:
+    """Trains the winning configuration on all training videos for its chosen epoch count, once per seed."""
+    import keras
+
+    epochs = (best_epoch_of(best) or 0) + 1
+    hp = best.hyperparameters
+    length = hp.get("seq_length")
+    models, evaluations = [], []
+    for seed in range(config.tuning.final_seeds):
+        keras.utils.set_random_seed(config.training.seed + seed)
+        model = hypermodel.build(hp)
+        hypermodel.fit(hp, model, data.train, epochs=epochs, verbose=0)
+        probabilities = model.predict(data.test.sequences(length), verbose=0)
+        models.append(model)
+        evaluations.append(evaluate_probabilities(probabilities, data.test.labels, data.vocabulary.classes))
+    return FinalModels(models, evaluations, epochs)
 
 
-def distributed_role() -> str | None:
-    """KerasTuner's distributed role from the environment: ``chief``, ``tunerN`` (a worker) or None."""
-    return os.environ.get("KERASTUNER_TUNER_ID") if os.environ.get("KERASTUNER_ORACLE_IP") else None
+def comparison_table(best_score: float, final: FinalModels, baselines: list[BaselineResult],
+                     protocol: str) -> pd.DataFrame:
+    """Champion and baselines side by side: selection score, test accuracy and its 95% interval."""
+    rows = [{"model": "champion (search winner)", "selection": best_score, "test": final.registered.accuracy,
+             "test_ci": final.registered.interval}]
+    rows += [{"model": b.description, "selection": b.validation, "test": b.test.accuracy, "test_ci": b.test.interval}
+             for b in baselines]
+    table = pd.DataFrame(rows)
+    table[f"selection ({protocol})"] = table.pop("selection").map("{:.3f}".format)
+    table["test accuracy [95% CI]"] = [f"{t:.3f} [{lo:.3f}, {hi:.3f}]" for t, (lo, hi) in
+                                       zip(table.pop("test"), table.pop("test_ci"))]
+    return table
 
 
+def verdict(best_score: float, final: FinalModels, baselines: list[BaselineResult]) -> str:
+    """One plain sentence: champion vs the best baseline on validation and on test."""
+    if not baselines:
+        return "no baselines configured (tuning.baselines)"
+    top = max(baselines, key=lambda b: b.validation)
+    test_gap = final.registered.accuracy - top.test.accuracy
+    if best_score > top.validation:
+        return (f"champion vs best baseline ({top.description}): validation {best_score:.3f} vs "
+                f"{top.validation:.3f}, test {final.registered.accuracy:.3f} vs {top.test.accuracy:.3f} "
+                f"({test_gap:+.3f})")
+    return (f"WARNING: no trial beat the best baseline on validation: {top.description} scored "
+            f"{top.validation:.3f}, the best trial {best_score:.3f} (test {top.test.accuracy:.3f} vs "
+            f"{final.registered.accuracy:.3f}). Widen the search space (search.family, search.inputs) or "
+            f"use the baseline.")
+
+
+# -- 4. publish -------------------------------------------------------------
+def _log_report(tracker: SearchTracker, config: Config, name: str, best, data: PreparedData, final: FinalModels,
+                baselines: list[BaselineResult], trials: pd.DataFrame, summary: str) -> None:
+    metrics = {**final.registered.metrics(), **final.seed_metrics(),
+               f"best_{config.tuning.objective}": best.score, "selection_score": best.score,
+               "trials_completed": int((trials.status == "COMPLETED").sum())}
+    for b in baselines:
+        metrics.update({f"baseline_{b.name}_selection": b.validation, f"baseline_{b.name}_test_accuracy": b.test.accuracy,
+                        f"baseline_{b.name}_test_ci_low": b.test.interval[0],
+                        f"baseline_{b.name}_test_ci_high": b.test.interval[1]})
+    if baselines:
+        top = max(baselines, key=lambda b: b.validation)
+        metrics["champion_minus_best_baseline_selection"] = best.score - top.validation
+        metrics["champion_minus_best_baseline_test"] = final.registered.accuracy - top.test.accuracy
+    tracker.log_metrics(metrics)
+    tracker.set_tags({"best_trial_id": best.trial_id, "selection_protocol": data.protocol,
+                      "selection_digest": data.selection_digest, "champion_vs_baseline": summary[:5000]})
+    with tempfile.TemporaryDirectory(prefix="videoclf-report-") as tmp:
+        tmp = Path(tmp)
+        files = write_report_files(final.registered, tmp, tracker.search_curves(), title=name,
+                                   highlight=best.trial_id)
+        trials.to_csv(tmp / "trials.csv", index=False)
+        files["trials"] = tmp / "trials.csv"
+        comparison_table(best.score, final, baselines, data.protocol).to_csv(tmp / "baselines.csv", index=False)
+        files["baselines"] = tmp / "baselines.csv"
+        tracker.log_artifact_files(files, "evaluation")
+
+
+def publish(config: Config, tracker: SearchTracker, model, best, data: PreparedData,
+            final: FinalModels) -> Registration:
+    """Logs the sequence model and the video-in pyfunc, registers it (once per winning trial)."""
+    import mlflow
+
+    from videoclf.registry import existing_version, log_video_model
+
+    tags = {"search_id": tracker.search_id, "trial_id": best.trial_id, "run_id": tracker.parent_run_id}
+    known = existing_version(config.tracking.registered_model_name, tags, data.selection_digest)
+    if known:
+        return known
+    length = best.hyperparameters.get("seq_length")
+    with mlflow.start_run(run_id=tracker.parent_run_id):
+        mlflow.keras.log_model(
+            model, name="sequence_model", pip_requirements=model_requirements(),
+            signature=sequence_signature(model.input_shape[-1], len(data.vocabulary.classes)))
+        info = log_video_model(config, model, data.vocabulary.classes, int(length))
+    return register(info.model_uri, name=config.tracking.registered_model_name, alias=config.tracking.champion_alias,
+                    selection_score=best.score, selection_digest=data.selection_digest,
+                    higher_is_better=not config.tuning.objective.endswith("loss"),
+                    test_accuracy=final.registered.accuracy, test_digest=data.test.digest, tags=tags)
+
+
+# -- the job ------------------------------------------------------------------
 def run_search(config: Config, name: str = "search", track: bool = True, register_model: bool = True,
                progress: bool = True) -> SearchResult | None:
     """Runs (or resumes) the configured search and returns the tested winner.
@@ -88,104 +254,68 @@ def run_search(config: Config, name: str = "search", track: bool = True, registe
 
     ensure_data(config)
     weights = resolve_weights(config.extractor)  # fails before any work when weights are missing
-    train_all, vocabulary = load_split(config, "train", weights=weights, progress=progress)
-    test, _ = load_split(config, "test", vocabulary, weights=weights, progress=progress)
-    train, validation = validation_split(train_all, config.training.validation_fraction, config.training.seed)
-    print(f"data: {len(train)} train / {len(validation)} validation (grouped) / {len(test)} test videos, "
-          f"{len(vocabulary.classes)} classes", flush=True)
-
-    normalizer = feature_statistics(train.features, train.stored)
-    dim = FEATURE_DIMS[config.extractor.name]
-    hypermodel = GRUHyperModel(config.search, dim, len(vocabulary.classes), normalizer, train, validation)
+    data = prepare(config, weights, progress)
+    hypermodel = SequenceHyperModel(config.search, FEATURE_DIMS[config.extractor.name],
+                                    len(data.vocabulary.classes), data.normalizer)
     search_id = search_id_for(config, name)
     role = distributed_role()
     worker = bool(role) and role != "chief"
     tracker = SearchTracker(config.tracking.experiment_name, search_id, name, worker=worker) if track else None
-    if tracker and not worker:
-        tracker.log_setup(
-            config=config.to_dict(), space=config.search.model_dump(mode="json"), tuner=config.tuning.tuner,
-            weights={"kind": weights.describe(), "digest": weights.digest},
-            dataset_table=pd.DataFrame({"video": train_all.keys,
-                                        "label": [vocabulary.classes[i] for i in train_all.labels]}),
-            dataset_digest=train_all.digest, dataset_source=str(config.data.csv_path("train")))
-    keras.utils.set_random_seed(config.training.seed)
-    tuner = make_tuner(config, hypermodel, tracker, search_id)
-    status = "FAILED"
-    try:
-        tuner.search(epochs=config.training.epochs, callbacks=training_callbacks(config), verbose=0)
+    with (tracker.parent_status() if tracker else _nothing()):
+        if tracker and not worker:
+            tracker.log_setup(
+                config=config.to_dict(), space=config.search.model_dump(mode="json"), tuner=config.tuning.tuner,
+                weights={"kind": weights.describe(), "digest": weights.digest},
+                dataset_table=pd.DataFrame({"video": data.train.keys,
+                                            "label": [data.vocabulary.classes[i] for i in data.train.labels]}),
+                dataset_digest=data.train.digest, dataset_source=str(config.data.csv_path("train")))
+        keras.utils.set_random_seed(config.training.seed)
+        tuner = make_tuner(config, hypermodel, data.folds, tracker, search_id)
+        search(tuner, config, search_id)
         if worker:
             print(f"worker {role}: no trials left; the chief tests and registers the winner", flush=True)
-            status = "FINISHED"
             return None
-        result = _finish(config, tuner, tracker, vocabulary, test, search_id, name, register_model)
-        status = "FINISHED"
-        return result
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    except RuntimeError as exc:
-        if "consecutive failures" not in str(exc):
-            raise
-        raise VideoclfError(
-            f"KerasTuner stopped search {search_id}: {exc} Every failed trial is a FAILED run with its error "
-            f"in MLflow (experiment {config.tracking.experiment_name}); fix the search space and re-run."
-        ) from None
-    finally:
-        if tracker:
-            tracker.finish(status)
+        return _finish(config, tuner, hypermodel, tracker, data, search_id, name, register_model)
 
 
-def _finish(config, tuner, tracker, vocabulary: Vocabulary, test: SplitData, search_id: str, name: str,
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _finish(config: Config, tuner, hypermodel, tracker, data: PreparedData, search_id: str, name: str,
             register_model: bool) -> SearchResult:
-
     best_trials = tuner.oracle.get_best_trials(1)
     if not best_trials or best_trials[0].score is None:
         raise VideoclfError(f"No trial of search {search_id} completed; see the FAILED trial runs in MLflow "
                             f"(experiment {config.tracking.experiment_name}) for their errors.")
     best = best_trials[0]
-    with warnings.catch_warnings():  # the checkpoint's optimizer state is not needed for inference
-        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-        model = tuner.load_model(best)
-    length = best.hyperparameters.get("seq_length")
-    probabilities = model.predict(test.sequences(length), verbose=0)
-    evaluation = evaluate_probabilities(probabilities, test.labels, vocabulary.classes)
     trials = _trials_table(tuner.oracle)
     print("\ntrials (best first):\n" + trials.head(20).to_string(index=False))
-    print(f"\nwinner: trial {best.trial_id}, validation {config.tuning.objective} {best.score:.4f}")
-    print("test split:\n" + format_report(evaluation))
+    print(f"\nwinner: trial {best.trial_id}, {data.protocol} {config.tuning.objective} {best.score:.4f}; "
+          f"refitting on all {len(data.train)} training videos ({config.tuning.final_seeds} seeds)", flush=True)
+    final = refit_winner(config, hypermodel, best, data)
+    baselines = run_baselines(config.tuning.baselines, data.folds, data.train, data.test, data.vocabulary.classes,
+                              config.sampling.max_seq_length, config.training.seed)
+    summary = verdict(best.score, final, baselines)
+    print("\n" + comparison_table(best.score, final, baselines, data.protocol).to_string(index=False))
+    print(summary)
+    seeds = final.seed_metrics()
+    each = ", ".join(f"{e.accuracy:.3f}" for e in final.evaluations)
+    print(f"test split (registered model, seed 0; over {int(seeds['final_seeds'])} seeds: "
+          f"{seeds['test_accuracy_seed_mean']:.3f} ± {seeds['test_accuracy_seed_std']:.3f}, each {each}):\n"
+          + format_report(final.registered))
     registration = None
     if tracker:
-        metrics = {**evaluation.metrics(), f"best_{config.tuning.objective}": best.score,
-                   "trials_completed": int((trials.status == "COMPLETED").sum())}
-        tracker.log_metrics(metrics)
-        tracker.client.set_tag(tracker.parent_run_id, "best_trial_id", best.trial_id)
-        with tempfile.TemporaryDirectory(prefix="videoclf-report-") as tmp:
-            files = write_report_files(evaluation, Path(tmp), _curves(best), title=name)
-            trials.to_csv(Path(tmp) / "trials.csv", index=False)
-            files["trials"] = Path(tmp) / "trials.csv"
-            tracker.log_artifact_files(files, "evaluation")
+        _log_report(tracker, config, name, best, data, final, baselines, trials, summary)
         if register_model:
-            registration = _log_and_register(config, model, vocabulary, length, evaluation, test, tracker, best)
-            verdict = "now" if registration.champion else "not"
+            registration = publish(config, tracker, final.models[0], best, data, final)
+            verdict_word = "now" if registration.champion else "not"
             print(f"registered {registration.name} version {registration.version}; "
-                  f"{verdict} '{config.tracking.champion_alias}': {registration.reason}")
+                  f"{verdict_word} '{config.tracking.champion_alias}': {registration.reason}")
     return SearchResult(search_id, tracker.parent_run_id if tracker else None, dict(best.hyperparameters.values),
-                        float(best.score), evaluation, registration, trials, dict(tuner.trial_seconds),
-                        tuner.tracking_seconds)
-
-
-def _log_and_register(config, model, vocabulary, length, evaluation, test, tracker, best) -> Registration:
-    """Logs the sequence model (tensor signature, time = -1) and the video-in pyfunc; registers the pyfunc."""
-    import mlflow
-
-    from videoclf.registry import log_video_model
-
-    with mlflow.start_run(run_id=tracker.parent_run_id):
-        mlflow.keras.log_model(
-            model, name="sequence_model", pip_requirements=model_requirements(),
-            signature=sequence_signature(model.input_shape[-1], len(vocabulary.classes)))
-        info = log_video_model(config, model, vocabulary.classes, int(length))
-    return register(info.model_uri, name=config.tracking.registered_model_name,
-                    alias=config.tracking.champion_alias, test_accuracy=evaluation.accuracy,
-                    test_digest=test.digest, tags={"search_id": tracker.search_id, "trial_id": best.trial_id,
-                                                   "run_id": tracker.parent_run_id})
+                        float(best.score), final.registered, baselines, final, registration, trials,
+                        dict(tuner.trial_seconds), tuner.tracking_seconds)

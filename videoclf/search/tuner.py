@@ -1,8 +1,10 @@
-"""KerasTuner tuners (random, Bayesian, Hyperband) that report every trial to MLflow.
+"""KerasTuner tuners (random, Bayesian, Hyperband) whose trials are cross-validated and tracked in MLflow.
 
-Tracking lives in the tuner's own hooks (``on_trial_begin``, ``on_epoch_end``,
-``on_trial_end``), not in Keras callbacks: KerasTuner deep-copies callbacks
-for every execution, and an MLflow client does not belong in a copy.
+Each tuner is a named subclass that overrides KerasTuner's hooks
+(``run_trial``, ``on_trial_begin``, ``on_trial_end``); its state (folds,
+tracker) comes through the constructor. Tracking lives in those hooks, not in
+Keras callbacks: KerasTuner deep-copies callbacks for every execution, and an
+MLflow client does not belong in a copy.
 """
 
 from __future__ import annotations
@@ -13,24 +15,50 @@ import keras
 import keras_tuner as kt
 
 from videoclf.config import Config
+from videoclf.dataset import Fold
+from videoclf.search.crossval import cross_validate
 from videoclf.tracking import SearchTracker
 
-TUNERS = {"random": kt.RandomSearch, "bayesian": kt.BayesianOptimization, "hyperband": kt.Hyperband}
 
+class CrossValidatedTuner:
+    """Scores each trial by :func:`cross_validate` over ``folds``; logs it to MLflow and prints one line."""
 
-class TrackingMixin:
-    """Adds MLflow runs and a one-line progress report per trial to a KerasTuner tuner."""
-
-    tracker: SearchTracker | None = None
-    max_trials_hint: int = 0
-    trial_seconds: dict[str, float]
-
-    tracking_seconds: float = 0.0  # time spent in MLflow calls during trials
+    def __init__(self, *, folds: list[Fold], epochs: int, patience: int | None, trial_seed: int, executions: int,
+                 tracker: SearchTracker | None, max_trials_hint: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.folds = folds
+        self.epochs = epochs
+        self.patience = patience
+        self.trial_seed = trial_seed
+        self.executions = executions
+        self.tracker = tracker
+        self.max_trials_hint = max_trials_hint
+        self.trial_seconds: dict[str, float] = {}
+        self.tracking_seconds = 0.0  # time spent in MLflow calls during trials
 
     def _track(self, call, *args) -> None:
         started = time.perf_counter()
         call(*args)
         self.tracking_seconds += time.perf_counter() - started
+
+    def _callbacks(self) -> list:
+        objective = self.oracle.objective.name
+        if not self.patience:
+            return []
+        return [keras.callbacks.EarlyStopping(monitor=objective, mode=self.oracle.objective.direction,
+                                              patience=self.patience)]
+
+    def run_trial(self, trial, *args, **kwargs):
+        hp = trial.hyperparameters
+        result = cross_validate(
+            lambda: self.hypermodel.build(hp),
+            lambda model, fold, **fit_kwargs: self.hypermodel.fit(hp, model, fold.train, fold.validation,
+                                                                   **fit_kwargs),
+            self.folds, epochs=int(hp.values.get("tuner/epochs", self.epochs)), objective=self.oracle.objective.name,
+            seed=self.trial_seed, executions=self.executions, callbacks=self._callbacks)
+        if self.tracker:
+            self._track(self.tracker.trial_curves, trial.trial_id, result.curves, result.fold_scores)
+        return result.metrics()
 
     def on_trial_begin(self, trial):
         self._trial_clock = time.perf_counter()  # trial time includes its tracking
@@ -38,32 +66,82 @@ class TrackingMixin:
         if self.tracker:
             self._track(self.tracker.trial_started, trial.trial_id, trial.hyperparameters.values)
 
-    def on_epoch_end(self, trial, model, epoch, logs=None):
-        super().on_epoch_end(trial, model, epoch, logs)
-        if self.tracker and logs:
-            self._track(self.tracker.epoch_ended, trial.trial_id, epoch, logs)
-
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
         trial = self.oracle.get_trial(trial.trial_id)
         status = str(trial.status)
         if self.tracker:
-            self._track(self.tracker.trial_ended, trial.trial_id, status, trial.score, trial.best_step,
+            self._track(self.tracker.trial_ended, trial.trial_id, status, trial.score, best_epoch_of(trial),
                         trial.message)
         self.trial_seconds[trial.trial_id] = time.perf_counter() - self._trial_clock
         _print_trial(trial, self.oracle, self.trial_seconds[trial.trial_id], self.max_trials_hint)
 
 
+class FirstTrialsRandomOracle(kt.oracles.RandomSearchOracle):
+    """Random search whose first trials are drawn among the values matching ``first_trials`` (partial dicts).
+
+    So a small budget surely covers the families and inputs that matter
+    (motion statistics, appearance, order) before it spends the rest at random.
+    """
+
+    def __init__(self, first_trials: list[dict] = (), max_draws: int = 5000, **kwargs):
+        super().__init__(**kwargs)
+        self.first_trials = list(first_trials)
+        self.max_draws = max_draws
+
+    def populate_space(self, trial_id):
+        index = int(trial_id) if str(trial_id).isdigit() else len(self.first_trials)
+        if index >= len(self.first_trials):
+            return super().populate_space(trial_id)
+        wanted = self.first_trials[index]
+        for _ in range(self.max_draws):
+            values = self._random_values()
+            if values is None:
+                break
+            if all(values.get(key) == value for key, value in wanted.items()):
+                return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": values}
+        return super().populate_space(trial_id)
+
+
+class TrackedRandomSearch(CrossValidatedTuner, kt.Tuner):
+    """Random search (first trials from ``tuning.first_trials``), cross-validated and tracked."""
+
+    def __init__(self, *, objective, max_trials: int, seed: int, first_trials: list[dict] = (), **kwargs):
+        oracle = FirstTrialsRandomOracle(first_trials, objective=objective, max_trials=max_trials, seed=seed)
+        super().__init__(oracle=oracle, **kwargs)
+
+
+class TrackedBayesianOptimization(CrossValidatedTuner, kt.BayesianOptimization):
+    """Bayesian optimisation (Gaussian process), cross-validated and tracked."""
+
+
+class TrackedHyperband(CrossValidatedTuner, kt.Hyperband):
+    """Hyperband: each bracket's trial trains from scratch for its ``tuner/epochs`` budget."""
+
+
+TUNERS = {"random": TrackedRandomSearch, "bayesian": TrackedBayesianOptimization, "hyperband": TrackedHyperband}
+
+
+def best_epoch_of(trial) -> int | None:
+    """The 0-based epoch a finished trial's score was read at (its final model trains one more than this)."""
+    if trial.metrics.exists("best_epoch"):
+        return int(trial.metrics.get_last_value("best_epoch"))
+    return None
+
+
 def _short(values: dict) -> str:
-    names = {"num_gru_layers": None, "temporal_centering": "center", "frame_units": "proj",
-             "input_dropout": "indrop", "seq_length": "len", "batch_size": "batch", "learning_rate": "lr",
-             "dropout": "drop", "recurrent_dropout": "rdrop", "dense_units": "dense", "normalize": "norm"}
+    names = {"family": "", "inputs": "in", "pooling": "pool", "temporal_centering": "center", "frame_units": "proj",
+             "input_dropout": "indrop", "conv_filters": "conv", "conv_layers": "layers", "kernel_size": "k",
+             "bidirectional": "bi", "attention_units": "att", "seq_length": "len", "batch_size": "batch",
+             "learning_rate": "lr", "dropout": "drop", "recurrent_dropout": "rdrop", "dense_units": "dense",
+             "normalize": "norm"}
     units = "→".join(str(values[k]) for k in sorted(values) if k.startswith("gru_units_"))
-    parts = [f"gru={units}"]
+    parts = [f"gru={units}"] if units else []
     for key, label in names.items():
-        if label and key in values:
+        if key in values:
             value = values[key]
-            parts.append(f"{label}={value:.2g}" if isinstance(value, float) else f"{label}={value}")
+            text = f"{value:.2g}" if isinstance(value, float) else str(value)
+            parts.append(f"{label}={text}" if label else text)
     return " ".join(parts)
 
 
@@ -76,32 +154,21 @@ def _print_trial(trial, oracle, seconds: float, max_trials: int) -> None:
           f"{seconds:5.1f}s  {_short(trial.hyperparameters.values)}", flush=True)
 
 
-def make_tuner(config: Config, hypermodel: kt.HyperModel, tracker: SearchTracker | None, project_name: str):
-    """The configured tuner type, with tracking mixed in."""
-    tuning = config.tuning
-    base = TUNERS[tuning.tuner]
-    cls = type(f"Tracked{base.__name__}", (TrackingMixin, base), {})
-    common = dict(hypermodel=hypermodel, objective=kt.Objective(tuning.objective, direction=_direction(tuning.objective)),
+def make_tuner(config: Config, hypermodel: kt.HyperModel, folds: list[Fold], tracker: SearchTracker | None,
+               project_name: str):
+    """The configured tuner type over ``folds``."""
+    tuning, training = config.tuning, config.training
+    common = dict(hypermodel=hypermodel, objective=kt.Objective(tuning.objective, direction=direction(tuning.objective)),
                   seed=tuning.seed, directory=str(tuning.directory), project_name=project_name,
-                  overwrite=tuning.overwrite, executions_per_trial=tuning.executions_per_trial)
+                  overwrite=tuning.overwrite, folds=folds, epochs=training.epochs, trial_seed=training.seed,
+                  patience=training.early_stopping_patience, executions=tuning.executions_per_trial,
+                  tracker=tracker)
     if tuning.tuner == "hyperband":
-        tuner = cls(max_epochs=config.training.epochs, factor=3, **common)
-    else:
-        tuner = cls(max_trials=tuning.max_trials, **common)
-    tuner.tracker = tracker
-    tuner.trial_seconds = {}
-    tuner.max_trials_hint = tuning.max_trials if tuning.tuner != "hyperband" else 0
-    return tuner
+        return TrackedHyperband(max_epochs=training.epochs, factor=3, **common)
+    if tuning.tuner == "random":
+        common["first_trials"] = tuning.first_trials
+    return TUNERS[tuning.tuner](max_trials=tuning.max_trials, max_trials_hint=tuning.max_trials, **common)
 
 
-def _direction(objective: str) -> str:
+def direction(objective: str) -> str:
     return "min" if objective.endswith("loss") else "max"
-
-
-def training_callbacks(config: Config) -> list:
-    """EarlyStopping with best-epoch weights restored (KerasTuner checkpoints the best epoch too)."""
-    patience = config.training.early_stopping_patience
-    if not patience:
-        return []
-    return [keras.callbacks.EarlyStopping(monitor=config.tuning.objective, mode=_direction(config.tuning.objective),
-                                          patience=patience, restore_best_weights=True)]

@@ -1,0 +1,168 @@
+"""A second embedded data set: real photographs filmed by a virtual camera, classes defined by the motion.
+
+The photos are the real sample images that ship inside scikit-image (an
+astronaut, a cat, coffee, a rocket, a retina, the Hubble deep field, textures,
+text…). A virtual camera moves over each photo: it stays still, pans slowly
+or fast in one of four directions, zooms in or out at varied speeds, or
+shakes. Every class uses every photo, so what a clip shows says nothing about
+its class; only how the picture moves does. Clips vary in length (many are
+shorter than the cached sequence length, so their frame rhythm matters),
+frame size, framing and speed. Test clips come from photos never used in
+training (UCF101 style: a group ``gNN`` is one photo).
+
+Real image statistics meet motion-defined classes: a fair, offline stand-in
+for real footage, which the synthetic demo set is not.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from videoclf.config import PhotoMotionConfig
+from videoclf.data.demo import FPS, write_video
+from videoclf.errors import DataError
+
+CLASSES = ("Still", "PanSlow", "PanFast", "ZoomIn", "ZoomOut", "Shake")
+TEST_PHOTOS = ("coffee.png", "rocket.jpg", "camera.png", "gravel.png", "ihc.png")
+TRAIN_PHOTOS = ("astronaut.png", "brick.png", "cell.png", "chelsea.png", "clock_motion.png", "coins.png",
+                "grass.png", "hubble_deep_field.jpg", "moon.png", "motorcycle_left.png", "motorcycle_right.png",
+                "page.png", "retina.jpg", "text.png")
+FRAME_SIZES = ((160, 120), (192, 144), (224, 168), (256, 192), (320, 240), (240, 240))
+GENERATOR_VERSION = 1
+MANIFEST = "photo_motion_manifest.json"
+SENSOR_NOISE = 2.0  # grey levels, new every frame
+DIRECTIONS = ((1, 0), (-1, 0), (0, 1), (0, -1))
+
+
+def photo_dir() -> Path:
+    """scikit-image's bundled sample photos (installed with the package; nothing is downloaded)."""
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("The photo-motion data set needs scikit-image's sample photos: pip install scikit-image")
+    return Path(list(spec.submodule_search_locations)[0]) / "data"
+
+
+def load_photo(name: str) -> np.ndarray:
+    """A bundled photo as a BGR uint8 image (grey photos get three equal channels)."""
+    path = photo_dir() / name
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DataError(f"{path}: sample photo missing or unreadable; reinstall scikit-image")
+    return image
+
+
+def _trajectory(label: str, rng: np.random.Generator, n: int):
+    """Per-frame viewport shift (output pixels, relative to the start) and zoom factor."""
+    t = np.arange(n, dtype=np.float64)
+    shift = np.zeros((n, 2))
+    zoom = np.ones(n)
+    if label in ("PanSlow", "PanFast"):
+        speed = rng.uniform(0.6, 1.5) if label == "PanSlow" else rng.uniform(3.5, 7.0)
+        shift = np.outer(t * speed, DIRECTIONS[int(rng.integers(4))])
+    elif label in ("ZoomIn", "ZoomOut"):
+        progress = t / max(n - 1, 1)  # a fixed total ratio: short clips zoom fast, long ones slowly
+        zoom = rng.uniform(1.25, 2.2) ** (progress if label == "ZoomIn" else 1 - progress)
+    elif label == "Shake":
+        amplitude = rng.uniform(2.5, 8.0)
+        shift = rng.normal(0, amplitude, (n, 2))
+        shift = 0.6 * shift + 0.4 * np.roll(shift, 1, axis=0)  # a hand, not white noise
+    # every camera trembles a little; a still one too
+    shift = shift + rng.normal(0, 0.25, (n, 2))
+    return shift, zoom
+
+
+def render_clip(label: str, photo: np.ndarray, rng: np.random.Generator, n_frames: int,
+                size: tuple[int, int]) -> list[np.ndarray]:
+    """Films ``photo`` with the virtual camera of ``label``; pure given ``rng``."""
+    width, height = size
+    shift, zoom = _trajectory(label, rng, n_frames)
+    photo_h, photo_w = photo.shape[:2]
+    travel = np.abs(shift).max(axis=0) * 2 + 2  # output pixels the viewport may move
+    # Output pixels per photo pixel: a random framing, enlarged if needed so the whole path stays on the photo.
+    base = max(rng.uniform(0.5, 1.1) * max(width / photo_w, height / photo_h) * 1.6,
+               (width + travel[0]) / photo_w, (height + travel[1]) / photo_h)
+    view_w, view_h = (width + travel[0]) / base, (height + travel[1]) / base
+    # Centre the path on the photo, then move it by a random part of the room left over.
+    room = np.maximum(np.array([photo_w - view_w, photo_h - view_h]) / 2, 0)
+    centre = np.array([photo_w / 2, photo_h / 2]) - (shift.max(axis=0) + shift.min(axis=0)) / (2 * base)
+    centre = centre + rng.uniform(-1, 1, 2) * room
+    brightness = rng.uniform(0.85, 1.15)
+    frames = []
+    for i in range(n_frames):
+        scale = base * zoom[i]
+        x0 = centre[0] + shift[i, 0] / base - width / (2 * scale)
+        y0 = centre[1] + shift[i, 1] / base - height / (2 * scale)
+        matrix = np.array([[scale, 0, -scale * x0], [0, scale, -scale * y0]])
+        frame = cv2.warpAffine(photo, matrix, (width, height), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REFLECT101).astype(np.float32)
+        frame = frame * brightness + rng.normal(0, SENSOR_NOISE, frame.shape)
+        frames.append(np.clip(frame, 0, 255).astype(np.uint8))
+    return frames
+
+
+def _split_photos() -> dict[str, tuple[str, ...]]:
+    return {"test": TEST_PHOTOS, "train": TRAIN_PHOTOS}
+
+
+def _manifest(config: PhotoMotionConfig) -> dict:
+    return {"generator_version": GENERATOR_VERSION, "classes": list(CLASSES), "opencv": cv2.__version__,
+            "photos": {k: list(v) for k, v in _split_photos().items()}, **config.model_dump()}
+
+
+def is_current(out_dir: Path, config: PhotoMotionConfig) -> bool:
+    """True when ``out_dir`` already holds this exact set (so it is not rewritten)."""
+    try:
+        if json.loads((out_dir / MANIFEST).read_text()) != _manifest(config):
+            return False
+    except (OSError, json.JSONDecodeError):
+        return False
+    for split in ("train", "test"):
+        csv_path = out_dir / f"{split}.csv"
+        if not csv_path.is_file():
+            return False
+        with csv_path.open() as fh:
+            if not all((out_dir / row["video_name"]).is_file() for row in csv.DictReader(fh)):
+                return False
+    return True
+
+
+def generate_photo_motion(out_dir: str | Path, config: PhotoMotionConfig | None = None, force: bool = False,
+                          progress: bool = True) -> Path:
+    """Writes the photo-motion videos plus ``train.csv``/``test.csv``; deterministic from ``config.seed``."""
+    from tqdm import tqdm
+
+    config = config or PhotoMotionConfig()
+    out_dir = Path(out_dir)
+    if not force and is_current(out_dir, config):
+        return out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MANIFEST).unlink(missing_ok=True)
+    jobs = [(split, group, photo, class_index, label, clip)
+            for split, photos in _split_photos().items()
+            for group, photo in enumerate(photos, start=1 if split == "test" else len(TEST_PHOTOS) + 1)
+            for class_index, label in enumerate(CLASSES)
+            for clip in range(1, config.clips_per_photo + 1)]
+    rows: dict[str, list] = {"train": [], "test": []}
+    photos: dict[str, np.ndarray] = {}
+    for split, group, photo, class_index, label, clip in tqdm(jobs, desc="photo-motion videos", unit="video",
+                                                              disable=not progress):
+        image = photos.setdefault(photo, load_photo(photo))
+        rng = np.random.default_rng([config.seed, group, class_index, clip])
+        n_frames = int(rng.integers(config.min_frames, config.max_frames + 1))
+        size = FRAME_SIZES[int(rng.integers(len(FRAME_SIZES)))]
+        name = f"v_{label}_g{group:02d}_c{clip:02d}.avi"
+        write_video(out_dir / name, render_clip(label, image, rng, n_frames, size), FPS)
+        rows[split].append((name, label))
+    for split, split_rows in rows.items():
+        with (out_dir / f"{split}.csv").open("w", newline="") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(["video_name", "tag"])
+            writer.writerows(split_rows)
+    (out_dir / MANIFEST).write_text(json.dumps(_manifest(config), indent=2, sort_keys=True))
+    return out_dir
