@@ -29,9 +29,11 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, str(REPO))
+    from videoclf.console import quiet_tensorflow
     from videoclf.config import load_config
     from videoclf.search.run import run_search
 
+    quiet_tensorflow()
     rows = []
     with tempfile.TemporaryDirectory(prefix="videoclf-accuracy-") as tmp:
         for path in args.configs:
@@ -55,9 +57,12 @@ def main() -> None:
         for baseline in result.baselines:
             test = baseline.test
             margin = champion.accuracy - test.accuracy
-            clear = "beyond its interval" if champion.interval[0] > test.interval[1] else "within the intervals"
+            half_width = (champion.interval[1] - champion.interval[0]) / 2
+            verdict = "more than" if margin > half_width else "not more than"
+            overlap = "intervals disjoint" if champion.interval[0] > test.interval[1] else "intervals overlap"
             print(f"  {baseline.description:64s} {baseline.validation:9.3f}  {test.accuracy:.3f} "
-                  f"[{test.interval[0]:.3f}, {test.interval[1]:.3f}]  champion {margin:+.3f}, {clear}")
+                  f"[{test.interval[0]:.3f}, {test.interval[1]:.3f}]  champion {margin:+.3f}: {verdict} the "
+                  f"champion's interval half-width {half_width:.3f}; {overlap}")
 
 
 if __name__ == "__main__":

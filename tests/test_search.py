@@ -7,8 +7,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
+from PIL import Image
 
 from videoclf.config import load_config
 from videoclf.search.run import run_search, search_id_for
@@ -30,9 +32,13 @@ def _trial_runs(client, search_id):
                               f"tags.{SEARCH_TAG} = '{search_id}' and tags.{ROLE_TAG} = 'trial'")
 
 
-def test_search_logs_every_trial_registers_and_tests_the_winner(tmp_path, make_config, tracking_uri):
+def test_search_logs_every_trial_registers_and_tests_the_winner(tmp_path, make_config, tracking_uri, capsys):
     config = load_config(make_config({**TINY, "tuning.max_trials": 3}))
     result = run_search(config, "tiny", progress=False)
+    out = capsys.readouterr().out
+    assert "champion vs best baseline" in out or "no trial beat the best baseline" in out
+    assert "tracking store" in out and tracking_uri in out and result.parent_run_id in out
+    assert "confusion matrix" in out and "mlflow ui --backend-store-uri" in out and "videoclf predict" in out
     client = MlflowClient()
     runs = _trial_runs(client, result.search_id)
     assert len(runs) == len(result.trials) == 3
@@ -58,12 +64,17 @@ def test_search_logs_every_trial_registers_and_tests_the_winner(tmp_path, make_c
     assert "champion_minus_best_baseline_selection" in metrics
     assert parent.data.tags["selection_protocol"] == "3-fold CV"
     assert parent.data.tags["champion_vs_baseline"]
+    note = parent.data.tags["mlflow.note.content"]  # the run's description in the UI: a leaderboard
+    assert "champion vs baselines" in note and "Trials, best first" in note and "version 1" in note
     assert parent.data.params["extractor.name"] == "efficientnet_lite0"
     assert parent.data.tags["extractor.weights_digest"].startswith("sha256:")
     assert parent.inputs.dataset_inputs and parent.inputs.dataset_inputs[0].dataset.name == "train"
     artifacts = {a.path for a in client.list_artifacts(result.parent_run_id, "evaluation")}
     assert {"evaluation/confusion_matrix.png", "evaluation/per_class_metrics.csv", "evaluation/baselines.csv",
             "evaluation/training_curves.png", "evaluation/reliability_diagram.png"} <= artifacts
+    curves = client.download_artifacts(result.parent_run_id, "evaluation/training_curves.png", str(tmp_path))
+    pixels = np.asarray(Image.open(curves).convert("RGB")).reshape(-1, 3).astype(int)
+    assert (np.abs(pixels - (220, 20, 60)).sum(axis=1) < 30).sum() > 50  # the winner's line (crimson) is drawn
     version = client.get_model_version_by_alias("videoclf-test", "champion")
     assert str(version.version) == result.registration.version and result.registration.champion
     assert float(version.tags["test_accuracy"]) == pytest.approx(result.evaluation.accuracy, abs=1e-6)

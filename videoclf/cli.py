@@ -32,6 +32,14 @@ def _config(args: argparse.Namespace, extra: list[str] | None = None, optional: 
     return load_config(args.config, overrides)
 
 
+def _quiet(args: argparse.Namespace) -> None:
+    """Silences TensorFlow's start-up lines before a command that uses it (``--verbose`` keeps them)."""
+    if not args.verbose:
+        from videoclf.console import quiet_tensorflow
+
+        quiet_tensorflow()
+
+
 def _shard(text: str) -> tuple[int, int]:
     index, _, count = text.partition("/")
     try:
@@ -80,6 +88,7 @@ def cmd_extract(args: argparse.Namespace) -> None:
 
     extra = [f"data.root={args.root}"] if args.root else []
     config = _config(args, extra)
+    _quiet(args)
     weights = resolve_weights(config.extractor)
     if args.rebuild:
         cache = open_cache(config, weights)
@@ -109,6 +118,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
 
     extra = [f"tuning.max_trials={args.max_trials}"] if args.max_trials else []
     config = _config(args, extra)
+    _quiet(args)
     if args.local_workers:
         from videoclf.search.cluster import run_with_local_workers
 
@@ -123,6 +133,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from videoclf.use_model import default_model_uri, predict_videos
 
     config = _config(args, optional=True)
+    _quiet(args)
     predict_videos(args.videos, args.model or default_model_uri(config), args.gif, args.csv)
 
 
@@ -130,11 +141,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from videoclf.use_model import default_model_uri, evaluate_model
 
     config = _config(args)
+    _quiet(args)
     evaluate_model(config, args.model or default_model_uri(config), args.split)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="videoclf", description=__doc__.splitlines()[0])
+    parser.add_argument("--verbose", action="store_true",
+                        help="keep TensorFlow's start-up log lines (CUDA probing and the like)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     data = commands.add_parser("data", help="write the demo data set or prepare UCF101 CSVs")

@@ -22,7 +22,17 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DemoConfig(_Section):
+class _ClipLengths(_Section):
+    """A generated set's clip lengths: ``min_frames <= max_frames``."""
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.min_frames > self.max_frames:
+            raise ValueError(f"Expected min_frames <= max_frames. Received: {self.min_frames} > {self.max_frames}")
+        return self
+
+
+class DemoConfig(_ClipLengths):
     """Parameters of the embedded synthetic data set (see videoclf.data.demo)."""
 
     seed: int = 0
@@ -33,19 +43,13 @@ class DemoConfig(_Section):
     max_frames: int = Field(150, ge=1)
 
 
-class PhotoMotionConfig(_Section):
+class PhotoMotionConfig(_ClipLengths):
     """Parameters of the embedded photo-motion set (real photos, a virtual camera; see videoclf.data.photo_motion)."""
 
     seed: int = 0
     clips_per_photo: int = Field(3, ge=1)
     min_frames: int = Field(8, ge=2)
     max_frames: int = Field(48, ge=2)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> "PhotoMotionConfig":
-        if self.min_frames > self.max_frames:
-            raise ValueError(f"Expected min_frames <= max_frames. Received: {self.min_frames} > {self.max_frames}")
-        return self
 
 
 class DataConfig(_Section):

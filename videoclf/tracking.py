@@ -160,6 +160,10 @@ class SearchTracker:
         else:
             self.finish("FINISHED")
 
+    def trial_run_id(self, trial_id: str) -> str | None:
+        runs = self._existing_trial_runs(trial_id)
+        return runs[0].info.run_id if runs else None
+
     def set_tags(self, tags: dict[str, str]) -> None:
         self.client.log_batch(self.parent_run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 

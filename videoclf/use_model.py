@@ -89,7 +89,11 @@ def evaluate_model(config: Config, model_uri: str, split: str = "test") -> Evalu
               f"{predictions[ERROR_COLUMN][~ok].iloc[0]}")
     labels = np.array([classes.index(t) for t in table.tag])[ok]
     evaluation = evaluate_probabilities(predictions.loc[ok, classes].to_numpy(), labels, tuple(classes))
-    print(f"{model_uri} on {split} ({ok.sum()} videos):\n{format_report(evaluation)}")
+    from videoclf.console import confusion_text
+
+    print(f"{model_uri} on {split} ({ok.sum()} videos):\n{format_report(evaluation)}\n\n"
+          f"confusion matrix (rows: true class, columns: predicted):\n"
+          f"{confusion_text(evaluation.confusion, evaluation.classes)}")
 
     mlflow.set_experiment(config.tracking.experiment_name)
     tags = _version_tags(model_uri)

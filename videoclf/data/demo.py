@@ -16,8 +16,6 @@ groups are disjoint from train groups, as in UCF101's official splits.
 
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,10 +23,10 @@ import cv2
 import numpy as np
 
 from videoclf.config import DemoConfig
+from videoclf.data import generated
 
 CLASSES = ("Grow", "Shrink", "TurnRed", "TurnBlue", "Blink")
 FRAME_SIZES = ((160, 120), (192, 144), (224, 168), (256, 192), (320, 240), (240, 240))
-FPS = 25
 GENERATOR_VERSION = 4
 MANIFEST = "demo_manifest.json"
 
@@ -124,19 +122,6 @@ def render_clip(label: str, scene: Scene, rng: np.random.Generator, n_frames: in
     return frames
 
 
-def write_video(path: Path, frames: list[np.ndarray], fps: int = FPS) -> None:
-    """Writes BGR frames as an MJPG AVI (a codec every OpenCV build can write)."""
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
-    if not writer.isOpened():
-        raise OSError(f"OpenCV cannot write {path} (MJPG codec unavailable?)")
-    try:
-        for frame in frames:
-            writer.write(frame)
-    finally:
-        writer.release()
-
-
 def _split_groups(config: DemoConfig) -> dict[str, range]:
     # UCF101 style: the first groups are the test split, the rest train.
     return {"test": range(1, config.test_groups + 1),
@@ -150,25 +135,11 @@ def _manifest(config: DemoConfig) -> dict:
 
 def is_current(out_dir: Path, config: DemoConfig) -> bool:
     """True when ``out_dir`` already holds this exact demo set (so it is not rewritten)."""
-    manifest = out_dir / MANIFEST
-    if not manifest.is_file():
-        return False
-    try:
-        if json.loads(manifest.read_text()) != _manifest(config):
-            return False
-    except json.JSONDecodeError:
-        return False
-    for split in ("train", "test"):
-        csv_path = out_dir / f"{split}.csv"
-        if not csv_path.is_file():
-            return False
-        with csv_path.open() as fh:
-            if not all((out_dir / row["video_name"]).is_file() for row in csv.DictReader(fh)):
-                return False
-    return True
+    return generated.is_current(out_dir, MANIFEST, _manifest(config))
 
 
-def generate_demo(out_dir: str | Path, config: DemoConfig | None = None, force: bool = False) -> Path:
+def generate_demo(out_dir: str | Path, config: DemoConfig | None = None, force: bool = False,
+                  progress: bool = True) -> Path:
     """Writes the demo videos plus ``train.csv``/``test.csv`` under ``out_dir``.
 
     Deterministic from ``config.seed``; skipped when the set on disk already
@@ -178,24 +149,20 @@ def generate_demo(out_dir: str | Path, config: DemoConfig | None = None, force: 
     out_dir = Path(out_dir)
     if not force and is_current(out_dir, config):
         return out_dir
-    if config.min_frames > config.max_frames:
-        raise ValueError(f"Expected min_frames <= max_frames. Received: {config.min_frames} > {config.max_frames}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MANIFEST).unlink(missing_ok=True)
-    for split, groups in _split_groups(config).items():
-        rows = []
-        for class_index, label in enumerate(CLASSES):
-            for group in groups:
-                scene = _scene(np.random.default_rng([config.seed, group]))
-                for clip in range(1, config.clips_per_group + 1):
-                    rng = np.random.default_rng([config.seed, class_index, group, clip])
-                    n_frames = int(rng.integers(config.min_frames, config.max_frames + 1))
-                    name = f"v_{label}_g{group:02d}_c{clip:02d}.avi"
-                    write_video(out_dir / name, render_clip(label, scene, rng, n_frames))
-                    rows.append((name, label))
-        with (out_dir / f"{split}.csv").open("w", newline="") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(["video_name", "tag"])
-            writer.writerows(rows)
-    (out_dir / MANIFEST).write_text(json.dumps(_manifest(config), indent=2, sort_keys=True))
+    from tqdm import tqdm
+
+    generated.start_set(out_dir, MANIFEST)
+
+    jobs = [(split, class_index, label, group, clip) for split, groups in _split_groups(config).items()
+            for class_index, label in enumerate(CLASSES) for group in groups
+            for clip in range(1, config.clips_per_group + 1)]
+    rows: dict[str, list] = {split: [] for split in _split_groups(config)}
+    for split, class_index, label, group, clip in tqdm(jobs, desc="demo videos", unit="video", disable=not progress):
+        scene = _scene(np.random.default_rng([config.seed, group]))
+        rng = np.random.default_rng([config.seed, class_index, group, clip])
+        n_frames = int(rng.integers(config.min_frames, config.max_frames + 1))
+        name = f"v_{label}_g{group:02d}_c{clip:02d}.avi"
+        generated.write_video(out_dir / name, render_clip(label, scene, rng, n_frames))
+        rows[split].append((name, label))
+    generated.finish_set(out_dir, MANIFEST, _manifest(config), rows)
     return out_dir

@@ -16,16 +16,14 @@ for real footage, which the synthetic demo set is not.
 
 from __future__ import annotations
 
-import csv
 import importlib.util
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from videoclf.config import PhotoMotionConfig
-from videoclf.data.demo import FPS, write_video
+from videoclf.data import generated
 from videoclf.errors import DataError
 
 CLASSES = ("Still", "PanSlow", "PanFast", "ZoomIn", "ZoomOut", "Shake")
@@ -117,19 +115,7 @@ def _manifest(config: PhotoMotionConfig) -> dict:
 
 def is_current(out_dir: Path, config: PhotoMotionConfig) -> bool:
     """True when ``out_dir`` already holds this exact set (so it is not rewritten)."""
-    try:
-        if json.loads((out_dir / MANIFEST).read_text()) != _manifest(config):
-            return False
-    except (OSError, json.JSONDecodeError):
-        return False
-    for split in ("train", "test"):
-        csv_path = out_dir / f"{split}.csv"
-        if not csv_path.is_file():
-            return False
-        with csv_path.open() as fh:
-            if not all((out_dir / row["video_name"]).is_file() for row in csv.DictReader(fh)):
-                return False
-    return True
+    return generated.is_current(out_dir, MANIFEST, _manifest(config))
 
 
 def generate_photo_motion(out_dir: str | Path, config: PhotoMotionConfig | None = None, force: bool = False,
@@ -141,8 +127,7 @@ def generate_photo_motion(out_dir: str | Path, config: PhotoMotionConfig | None 
     out_dir = Path(out_dir)
     if not force and is_current(out_dir, config):
         return out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MANIFEST).unlink(missing_ok=True)
+    generated.start_set(out_dir, MANIFEST)
     jobs = [(split, group, photo, class_index, label, clip)
             for split, photos in _split_photos().items()
             for group, photo in enumerate(photos, start=1 if split == "test" else len(TEST_PHOTOS) + 1)
@@ -157,12 +142,7 @@ def generate_photo_motion(out_dir: str | Path, config: PhotoMotionConfig | None 
         n_frames = int(rng.integers(config.min_frames, config.max_frames + 1))
         size = FRAME_SIZES[int(rng.integers(len(FRAME_SIZES)))]
         name = f"v_{label}_g{group:02d}_c{clip:02d}.avi"
-        write_video(out_dir / name, render_clip(label, image, rng, n_frames, size), FPS)
+        generated.write_video(out_dir / name, render_clip(label, image, rng, n_frames, size))
         rows[split].append((name, label))
-    for split, split_rows in rows.items():
-        with (out_dir / f"{split}.csv").open("w", newline="") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(["video_name", "tag"])
-            writer.writerows(split_rows)
-    (out_dir / MANIFEST).write_text(json.dumps(_manifest(config), indent=2, sort_keys=True))
+    generated.finish_set(out_dir, MANIFEST, _manifest(config), rows)
     return out_dir

@@ -21,6 +21,7 @@ import pandas as pd
 
 from videoclf.baselines import BaselineResult, run_baselines
 from videoclf.config import Config
+from videoclf.console import markdown_table
 from videoclf.data.source import ensure_data
 from videoclf.dataset import Fold, SplitData, Vocabulary, load_split, make_folds, selection_digest
 from videoclf.errors import VideoclfError
@@ -192,6 +193,23 @@ def verdict(best_score: float, final: FinalModels, baselines: list[BaselineResul
 
 
 # -- 4. publish -------------------------------------------------------------
+def leaderboard_markdown(name: str, data: PreparedData, best, trials: pd.DataFrame, comparison: pd.DataFrame,
+                         summary: str, registration: Registration | None) -> str:
+    """The parent run's description in the MLflow UI: champion vs baselines, the decision, trials best first."""
+    shown = [c for c in ("trial", "status", "score", "family", "inputs", "seq_length", "learning_rate")
+             if c in trials.columns]
+    lines = [f"### Search `{name}`: champion vs baselines", "", markdown_table(comparison), "",
+             f"**{summary}**", ""]
+    if registration is not None:
+        decision = "now" if registration.champion else "not"
+        lines += [f"Registered as **{registration.name} version {registration.version}**, {decision} the alias: "
+                  f"{registration.reason}.", ""]
+    lines += [f"#### Trials, best first ({data.protocol}; winner: trial {best.trial_id})", "",
+              markdown_table(trials[shown].head(30))]
+    return "\n".join(lines)
+
+
+
 def _log_report(tracker: SearchTracker, config: Config, name: str, best, data: PreparedData, final: FinalModels,
                 baselines: list[BaselineResult], trials: pd.DataFrame, summary: str) -> None:
     metrics = {**final.registered.metrics(), **final.seed_metrics(),
@@ -226,7 +244,8 @@ def publish(config: Config, tracker: SearchTracker, model, best, data: PreparedD
 
     from videoclf.registry import existing_version, log_video_model
 
-    tags = {"search_id": tracker.search_id, "trial_id": best.trial_id, "run_id": tracker.parent_run_id}
+    tags = {"search_id": tracker.search_id, "trial_id": best.trial_id, "run_id": tracker.parent_run_id,
+            "trial_run_id": tracker.trial_run_id(best.trial_id) or ""}
     known = existing_version(config.tracking.registered_model_name, tags, data.selection_digest)
     if known:
         return known
@@ -313,9 +332,22 @@ def _finish(config: Config, tuner, hypermodel, tracker, data: PreparedData, sear
         _log_report(tracker, config, name, best, data, final, baselines, trials, summary)
         if register_model:
             registration = publish(config, tracker, final.models[0], best, data, final)
-            verdict_word = "now" if registration.champion else "not"
-            print(f"registered {registration.name} version {registration.version}; "
-                  f"{verdict_word} '{config.tracking.champion_alias}': {registration.reason}")
+            winner_run = tracker.trial_run_id(best.trial_id)
+            if winner_run:  # the UI shows the model on the parent run; the winning trial points at it too
+                tracker.client.set_tag(winner_run, "registered_model_version",
+                                       f"{registration.name}/{registration.version}")
+        tracker.set_tags({"mlflow.note.content": leaderboard_markdown(
+            name, data, best, trials, comparison_table(best.score, final, baselines, data.protocol), summary,
+            registration)})
+        import mlflow
+
+        from videoclf.console import tune_summary
+
+        print(tune_summary(tracking_uri=mlflow.get_tracking_uri(), experiment=config.tracking.experiment_name,
+                           experiment_id=tracker.experiment_id, run_id=tracker.parent_run_id,
+                           registration=registration, evaluation=final.registered,
+                           example_video=config.data.root / data.test.keys[0] if data.test.keys else None,
+                           alias=config.tracking.champion_alias), flush=True)
     return SearchResult(search_id, tracker.parent_run_id if tracker else None, dict(best.hyperparameters.values),
                         float(best.score), final.registered, baselines, final, registration, trials,
                         dict(tuner.trial_seconds), tuner.tracking_seconds)

@@ -1,0 +1,86 @@
+"""What a person sees in the terminal: TensorFlow's start-up noise silenced, and the job's closing summary.
+
+TensorFlow 2.21 logs through absl before its log level is read, so
+``TF_CPP_MIN_LOG_LEVEL`` cannot hide the CPU-only machine's "Could not find
+cuda drivers" and "failed call to cuInit" lines. They are written to file
+descriptor 2 while TensorFlow imports and lists its devices; we point that
+descriptor at /dev/null for exactly that moment (``--verbose`` keeps them).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def quiet_tensorflow() -> None:
+    """Imports TensorFlow and initialises its devices with stderr silenced, then quiets its Python loggers."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+    import absl.logging
+
+    absl.logging.set_verbosity("error")
+    tf.get_logger().setLevel("ERROR")  # retracing notices and the like
+
+
+def confusion_text(confusion: np.ndarray, classes) -> str:
+    """The confusion matrix as a table: rows are true classes, columns predicted ones."""
+    table = pd.DataFrame(confusion, index=[f"true {c}" for c in classes], columns=list(classes))
+    return table.to_string()
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A DataFrame as a GitHub-style markdown table (what MLflow's run description renders)."""
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return "" if np.isnan(value) else f"{value:.4g}"
+        return str(value).replace("|", "\\|")
+
+    rows = [[str(c) for c in table.columns], ["---"] * len(table.columns)]
+    rows += [[cell(v) for v in record] for record in table.itertuples(index=False)]
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+def ui_url(experiment_id: str, run_id: str, port: int = 5000) -> str:
+    return f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def ui_command(tracking_uri: str) -> str:
+    """How to browse this store: ``mlflow ui`` for a local store, the server itself otherwise."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"open {tracking_uri}"
+    return f"mlflow ui --backend-store-uri {tracking_uri}"
+
+
+def tune_summary(*, tracking_uri: str, experiment: str, experiment_id: str, run_id: str, registration,
+                 evaluation, example_video: Path | None, alias: str) -> str:
+    """The closing lines of ``tune``: where results are, what was registered, and what to do next."""
+    lines = ["", "=" * 78, "summary",
+             f"  tracking store : {tracking_uri}",
+             f"  experiment     : {experiment} (id {experiment_id})",
+             f"  search run     : {run_id}",
+             f"  in the UI      : {ui_url(experiment_id, run_id)} (after the command below)"]
+    if registration is not None:
+        decision = f"now '{alias}'" if registration.champion else f"not '{alias}'"
+        lines.append(f"  registered     : {registration.name} version {registration.version}, {decision}: "
+                     f"{registration.reason}")
+    lines += ["", "test confusion matrix (rows: true class, columns: predicted):",
+              confusion_text(evaluation.confusion, evaluation.classes), "", "next:",
+              f"  {ui_command(tracking_uri)}"]
+    if registration is not None and example_video is not None:
+        lines.append(f"  videoclf predict {example_video} --model models:/{registration.name}/{registration.version}")
+    lines.append("=" * 78)
+    return "\n".join(lines)
