@@ -7,6 +7,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -14,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from videoclf.config import load_config
 from videoclf.search.run import run_search
 
-from conftest import REPO, free_port, wait_until_up
+from conftest import REPO, free_port, wait_until_up, write_video
 
 MODEL = "models:/videoclf-test@champion"
 
@@ -97,6 +99,34 @@ def test_predict_command_prints_sorted_probabilities_and_writes_a_gif(searched, 
     assert (tmp_path / "p.csv").read_text().startswith("video_path,")
 
 
+def test_long_videos_warn_and_predict_over_time_windows(searched, tmp_path):
+    long_video = write_video(tmp_path / "long.avi", 250, size=(64, 48), fps=25)  # 10 s; training clips <= 1.2 s
+    whole = _run([sys.executable, "-m", "videoclf", "predict", str(long_video), "--model", MODEL], tmp_path,
+                 searched["uri"])
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    assert "warning:" in whole.stdout and "--window" in whole.stdout
+    result = _run([sys.executable, "-m", "videoclf", "predict", str(long_video), "--model", MODEL, "--window", "2",
+                   "--stride", "1", "--csv", "windows.csv"], tmp_path, searched["uri"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "windows.csv")
+    windows = table[table.kind == "window"]
+    assert len(windows) == 9 and table.kind.tolist()[-1] == "video"  # 0-2 s, 1-3 s, ..., 8-10 s, then the mean
+    assert windows.window_start.tolist() == [float(i) for i in range(9)]
+    assert (windows.window_end - windows.window_start).round(6).eq(2.0).all()
+    classes = [c for c in table.columns if c not in ("video_path", "kind", "window_start", "window_end",
+                                                     "predicted_label", "error", "warning")]
+    assert np.allclose(table[classes].iloc[-1], windows[classes].mean(), atol=1e-5)
+    assert "[8.0 s - 10.0 s]" in result.stdout and "mean over the windows" in result.stdout
+
+
+def test_predict_exits_non_zero_when_a_video_fails(searched, tmp_path):
+    (tmp_path / "broken.avi").write_bytes(b"junk")
+    result = _run([sys.executable, "-m", "videoclf", "predict", str(searched["videos"][0]),
+                   str(tmp_path / "broken.avi"), "--model", MODEL], tmp_path, searched["uri"])
+    assert result.returncode == 2 and "1 of 2 videos could not be predicted" in result.stderr
+    assert "error:" in result.stdout and "Traceback" not in result.stderr
+
+
 def test_predict_without_a_model_is_one_clear_error(tmp_path):
     result = _run([sys.executable, "-m", "videoclf", "predict", "x.avi"], tmp_path,
                   f"sqlite:///{tmp_path / 'empty.db'}")
@@ -125,16 +155,21 @@ def test_served_model_answers_on_localhost(searched):
         cwd=searched["root"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_until_up(f"http://127.0.0.1:{port}/ping", server)
-        body = json.dumps({"dataframe_split": {"columns": ["video_path"],
-                                               "data": [[str(searched["videos"][0])]]}}).encode()
+        body = json.dumps({"dataframe_split": {"columns": ["video_path", "window_seconds", "stride_seconds"],
+                                               "data": [[str(searched["videos"][0]), None, None],
+                                                        [str(searched["videos"][0]), 0.4, 0.2]]}}).encode()
         request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=120) as response:
             answer = json.loads(response.read())
-        row = answer["predictions"][0]
-        probabilities = [v for k, v in row.items() if k not in ("video_path", "predicted_label", "error")]
+        rows = answer["predictions"]
+        whole, windows = rows[0], [r for r in rows[1:] if r["kind"] == "window"]
+        meta = ("video_path", "predicted_label", "error", "warning", "kind", "window_start", "window_end")
+        probabilities = [v for k, v in whole.items() if k not in meta and v is not None]
         assert len(probabilities) == 5 and abs(sum(probabilities) - 1) < 1e-3
-        assert row["predicted_label"] in row
+        assert whole["predicted_label"] in whole
+        assert len(windows) >= 2 and rows[-1]["kind"] == "video"  # windows through the REST server too
+        assert [w["window_start"] for w in windows] == sorted(w["window_start"] for w in windows)
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)

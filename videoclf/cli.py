@@ -114,11 +114,11 @@ def cmd_extract(args: argparse.Namespace) -> None:
 
 
 def cmd_tune(args: argparse.Namespace) -> None:
+    extra = [f"tuning.max_trials={args.max_trials}"] if args.max_trials else []
+    config = _config(args, extra)  # config errors come before TensorFlow is imported
+    _quiet(args)
     from videoclf.search.run import run_search
 
-    extra = [f"tuning.max_trials={args.max_trials}"] if args.max_trials else []
-    config = _config(args, extra)
-    _quiet(args)
     if args.local_workers:
         from videoclf.search.cluster import run_with_local_workers
 
@@ -130,18 +130,18 @@ def cmd_tune(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from videoclf.use_model import default_model_uri, predict_videos
-
     config = _config(args, optional=True)
     _quiet(args)
-    predict_videos(args.videos, args.model or default_model_uri(config), args.gif, args.csv)
+    from videoclf.use_model import default_model_uri, predict_videos
+
+    predict_videos(args.videos, args.model or default_model_uri(config), args.gif, args.csv, args.window, args.stride)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from videoclf.use_model import default_model_uri, evaluate_model
-
     config = _config(args)
     _quiet(args)
+    from videoclf.use_model import default_model_uri, evaluate_model
+
     evaluate_model(config, args.model or default_model_uri(config), args.split)
 
 
@@ -197,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", help="model URI (default: models:/<tracking.registered_model_name>@champion)")
     predict.add_argument("--gif", type=Path, help="write an animated GIF of the frames the model saw")
     predict.add_argument("--csv", type=Path, help="write all predictions to this CSV")
+    predict.add_argument("--window", type=float, metavar="SECONDS",
+                         help="predict each time window of this length (plus their mean), not the whole video: "
+                              "for videos much longer than the training clips")
+    predict.add_argument("--stride", type=float, metavar="SECONDS", help="step between windows (default: --window)")
     predict.set_defaults(func=cmd_predict)
 
     evaluate = commands.add_parser("evaluate", help="score a registered model on a split; logged to MLflow")

@@ -46,6 +46,7 @@ class SplitData:
     stored: np.ndarray  # (N,) positions holding real frames
     groups: list[str]
     digest: str
+    n_frames: np.ndarray | None = None  # (N,) frames that really decoded (the clip's length)
     _by_length: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
@@ -65,7 +66,8 @@ class SplitData:
     def subset(self, rows: np.ndarray) -> "SplitData":
         rows = np.asarray(rows)
         return SplitData([self.keys[i] for i in rows], self.labels[rows], self.features[rows],
-                         self.stored[rows], [self.groups[i] for i in rows], f"{self.digest}:{len(rows)}")
+                         self.stored[rows], [self.groups[i] for i in rows], f"{self.digest}:{len(rows)}",
+                         None if self.n_frames is None else self.n_frames[rows])
 
 
 def vocabulary_for(config: Config, train_tags: list[str]) -> Vocabulary:
@@ -90,12 +92,12 @@ def load_split(config: Config, split: str, vocabulary: Vocabulary | None = None,
         print(f"{split}: leaving out {len(videos) - len(usable)} undecodable videos "
               f"(see {report.bad_report})")
     keys = [videos[i].key for i in usable]
-    features, mask, _ = open_cache(config, weights).read(keys)
+    features, mask, n_frames = open_cache(config, weights).read(keys)
     # A group (UCF101 gNN: one actor, scene or source video) stays on one side whatever its class: when
     # classes share scenes, splitting a scene by class would reward memorising scenes.
     groups = [f"g{group_id(videos[i].key)}" if group_id(videos[i].key) else videos[i].key for i in usable]
     digest = hashlib.sha256("\n".join(f"{k},{tags[i]}" for k, i in zip(keys, usable)).encode()).hexdigest()
-    return SplitData(keys, labels[usable], features, mask.sum(axis=1), groups, digest[:16]), vocabulary
+    return SplitData(keys, labels[usable], features, mask.sum(axis=1), groups, digest[:16], n_frames), vocabulary
 
 
 def validation_split(data: SplitData, fraction: float, seed: int) -> tuple[SplitData, SplitData]:

@@ -46,7 +46,7 @@ def model_requirements() -> list[str]:
     return [f"{name}=={value}" for name, value in versions.items()]
 
 
-def log_video_model(config, sequence_model, classes, seq_length: int):
+def log_video_model(config, sequence_model, classes, seq_length: int, training_clips: dict | None = None):
     """Logs the video-in pyfunc (see videoclf.inference) to the active run; returns its ModelInfo.
 
     The extractor's weights are bundled, saved from the exact extractor that
@@ -62,7 +62,13 @@ def log_video_model(config, sequence_model, classes, seq_length: int):
     settings = {"classes": list(classes), "seq_length": seq_length,
                 "sampling": config.sampling.model_dump(mode="json"),
                 "extractor": config.extractor.model_dump(mode="json"), "cache_dtype": config.cache.dtype,
-                "extractor_weights": {"kind": weights.kind, "digest": weights.digest}}
+                "extractor_weights": {"kind": weights.kind, "digest": weights.digest},
+                "training_clips": training_clips}
+    import logging
+
+    # MLflow warns that a Python object is pickled and that no signature was inferred: both are by design here
+    # (the class lives in the bundled package code; inputs are paths, a list or a DataFrame).
+    logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="videoclf-model-") as tmp:
         tmp = Path(tmp)
         sequence_model.save(tmp / "sequence_model.keras")

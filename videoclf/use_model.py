@@ -11,7 +11,7 @@ import pandas as pd
 from videoclf.config import Config
 from videoclf.errors import DataError, VideoclfError
 from videoclf.evaluation import Evaluation, evaluate_probabilities, format_report, write_report_files
-from videoclf.inference import ERROR_COLUMN, load_settings, sampled_frames
+from videoclf.inference import ERROR_COLUMN, WARNING_COLUMN, load_settings, sampled_frames
 
 
 def default_model_uri(config: Config) -> str:
@@ -33,11 +33,19 @@ def load_video_model(uri: str):
 
 
 def format_prediction(row: pd.Series, classes: list[str]) -> str:
-    """The seed's display: classes sorted by probability, as percentages."""
+    """The seed's display: classes sorted by probability, as percentages (a window's span first)."""
     if isinstance(row[ERROR_COLUMN], str):
         return f"{row['video_path']}\n  error: {row[ERROR_COLUMN]}"
+    title = str(row["video_path"])
+    if row.get("kind") == "window":
+        title += f"  [{row['window_start']:.1f} s - {row['window_end']:.1f} s]"
+    elif row.get("kind") == "video":
+        title += "  (mean over the windows)"
     order = sorted(classes, key=lambda c: -row[c])
-    return "\n".join([str(row["video_path"])] + [f"  {c}: {row[c] * 100:5.2f}%" for c in order])
+    lines = [title] + [f"  {c}: {row[c] * 100:5.2f}%" for c in order]
+    if isinstance(row.get(WARNING_COLUMN), str):
+        lines.append(f"  warning: {row[WARNING_COLUMN]}")
+    return "\n".join(lines)
 
 
 def write_gif(frames: np.ndarray, path: Path, fps: int = 10) -> Path:
@@ -48,23 +56,37 @@ def write_gif(frames: np.ndarray, path: Path, fps: int = 10) -> Path:
     return path
 
 
-def predict_videos(paths: list[str], model_uri: str, gif: Path | None = None,
-                   csv: Path | None = None) -> pd.DataFrame:
+def predict_videos(paths: list[str], model_uri: str, gif: Path | None = None, csv: Path | None = None,
+                   window: float | None = None, stride: float | None = None) -> pd.DataFrame:
+    """Prints (and optionally writes) predictions; ``window`` seconds predicts each time window of each video.
+
+    Raises VideoclfError after printing when any video failed, so the exit code says so.
+    """
+    for target in (gif, csv):
+        if target is not None and not Path(target).parent.is_dir():
+            raise VideoclfError(f"Output folder {Path(target).parent} does not exist; create it or choose another path.")
     model = load_video_model(model_uri)
-    table = model.predict(pd.DataFrame({"video_path": [str(p) for p in paths]}))
+    request = pd.DataFrame({"video_path": [str(p) for p in paths]})
+    if window:
+        request["window_seconds"] = float(window)
+        request["stride_seconds"] = float(stride or window)
+    table = model.predict(request)
     settings = load_settings(model)
     for _, row in table.iterrows():
         print(format_prediction(row, settings["classes"]))
     if csv:
         table.to_csv(csv, index=False)
         print(f"predictions written to {csv}")
+    failed = table[table[ERROR_COLUMN].map(lambda e: isinstance(e, str))]
     if gif:
         for index, path in enumerate(paths):
-            if isinstance(table[ERROR_COLUMN][index], str):
+            if str(path) in set(failed["video_path"]):
                 continue
             target = gif if len(paths) == 1 else gif.with_name(f"{gif.stem}_{Path(path).stem}{gif.suffix}")
             write_gif(sampled_frames(str(path), settings), target)
             print(f"sampled frames written to {target}")
+    if len(failed):
+        raise VideoclfError(f"{len(failed)} of {len(paths)} videos could not be predicted (errors above).")
     return table
 
 

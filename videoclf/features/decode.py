@@ -96,3 +96,67 @@ def decode_sampled(path: str | Path, length: int, image_size: int, crop: str = "
         if second != decoded or any(f is None for f in frames):
             raise VideoError(f"{path}: decoding is not repeatable ({decoded} then {second} frames)")
     return DecodedClip(np.stack(frames), decoded)
+
+
+@dataclass(frozen=True)
+class ClipWindow:
+    """One time window of a video: its span in frames and seconds, and its sampled RGB frames."""
+
+    start_frame: int
+    end_frame: int  # exclusive
+    fps: float
+    frames: np.ndarray
+
+    @property
+    def start_seconds(self) -> float:
+        return self.start_frame / self.fps
+
+    @property
+    def end_seconds(self) -> float:
+        return self.end_frame / self.fps
+
+
+def video_fps(path: str | Path, default: float = 25.0) -> float:
+    """The container's frame rate (``default`` when it does not say)."""
+    capture = _open(Path(path))
+    try:
+        fps = float(capture.get(cv2.CAP_PROP_FPS))
+    finally:
+        capture.release()
+    return fps if fps > 0 else default
+
+
+def window_spans(n_frames: int, window: int, stride: int) -> list[tuple[int, int]]:
+    """``[start, end)`` frame spans of length ``window`` every ``stride`` frames; the last one ends at the
+    clip's end, so no frame is left out; a clip shorter than ``window`` is one span."""
+    if n_frames <= window:
+        return [(0, n_frames)]
+    starts = list(range(0, n_frames - window + 1, stride))
+    if starts[-1] + window < n_frames:
+        starts.append(n_frames - window)
+    return [(start, start + window) for start in starts]
+
+
+def decode_windows(path: str | Path, window_seconds: float, stride_seconds: float, length: int, image_size: int,
+                   crop: str = "none") -> list[ClipWindow]:
+    """Decodes each time window of ``path`` as a clip of its own (``length`` frames sampled uniformly inside it).
+
+    One counting pass and one retrieving pass over the file, whatever the number of windows.
+    """
+    path = Path(path)
+    if window_seconds <= 0 or stride_seconds <= 0:
+        raise VideoError(f"{path}: expected window and stride > 0 seconds. Received: {window_seconds}, "
+                         f"{stride_seconds}")
+    fps = video_fps(path)
+    _, n_frames = _sampled_pass(path, np.arange(0), image_size, crop)
+    if n_frames == 0:
+        raise VideoError(f"{path}: no frame could be decoded (truncated or corrupt)")
+    spans = window_spans(n_frames, max(1, round(window_seconds * fps)), max(1, round(stride_seconds * fps)))
+    picks = [start + uniform_indices(end - start, length) for start, end in spans]
+    wanted = np.unique(np.concatenate(picks))
+    frames, decoded = _sampled_pass(path, wanted, image_size, crop)
+    if decoded != n_frames or any(f is None for f in frames):
+        raise VideoError(f"{path}: decoding is not repeatable ({n_frames} then {decoded} frames)")
+    by_index = dict(zip(wanted.tolist(), frames))
+    return [ClipWindow(start, end, fps, np.stack([by_index[i] for i in pick.tolist()]))
+            for (start, end), pick in zip(spans, picks)]

@@ -237,6 +237,26 @@ def _log_report(tracker: SearchTracker, config: Config, name: str, best, data: P
         tracker.log_artifact_files(files, "evaluation")
 
 
+def training_clips(config: Config, train: SplitData, sample: int = 20) -> dict | None:
+    """How long the training clips were (frames, and seconds at their frame rate), stored with the model
+    so that prediction can warn about videos far longer than anything seen in training."""
+    from videoclf.errors import VideoError
+    from videoclf.features.decode import video_fps
+
+    if train.n_frames is None or not len(train.n_frames):
+        return None
+    rates = []
+    for key in train.keys[:: max(1, len(train.keys) // sample)][:sample]:
+        try:
+            rates.append(video_fps(config.data.root / key))
+        except VideoError:
+            continue
+    fps = float(np.median(rates)) if rates else 25.0
+    median, longest = float(np.median(train.n_frames)), float(np.max(train.n_frames))
+    return {"median_frames": median, "max_frames": longest, "fps": fps, "median_seconds": median / fps,
+            "max_seconds": longest / fps}
+
+
 def publish(config: Config, tracker: SearchTracker, model, best, data: PreparedData,
             final: FinalModels) -> Registration:
     """Logs the sequence model and the video-in pyfunc, registers it (once per winning trial)."""
@@ -254,7 +274,7 @@ def publish(config: Config, tracker: SearchTracker, model, best, data: PreparedD
         mlflow.keras.log_model(
             model, name="sequence_model", pip_requirements=model_requirements(),
             signature=sequence_signature(model.input_shape[-1], len(data.vocabulary.classes)))
-        info = log_video_model(config, model, data.vocabulary.classes, int(length))
+        info = log_video_model(config, model, data.vocabulary.classes, int(length), training_clips(config, data.train))
     return register(info.model_uri, name=config.tracking.registered_model_name, alias=config.tracking.champion_alias,
                     selection_score=best.score, selection_digest=data.selection_digest,
                     higher_is_better=not config.tuning.objective.endswith("loss"),
