@@ -100,7 +100,7 @@ def _pyplot():
     return plt
 
 
-def write_training_curves(curves: dict[str, dict[str, list[float]]], path: Path, highlight: str | None = None) -> Path:
+def training_curves_figure(curves: dict[str, dict[str, list[float]]], highlight: str | None = None):
     """Validation accuracy and loss per epoch, one line per trial (``{trial: {metric: values}}``); the winner bold."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -119,8 +119,13 @@ def write_training_curves(curves: dict[str, dict[str, list[float]]], path: Path,
             ax.legend()
     fig.suptitle(f"{len(curves)} trials")
     fig.tight_layout()
+    return fig
+
+
+def write_training_curves(curves: dict[str, dict[str, list[float]]], path: Path, highlight: str | None = None) -> Path:
+    fig = training_curves_figure(curves, highlight)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _pyplot().close(fig)
     return path
 
 

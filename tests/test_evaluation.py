@@ -1,0 +1,40 @@
+"""Test-split numbers and report images: intervals, calibration, curves with one line per trial."""
+
+import numpy as np
+
+from videoclf.evaluation import (bootstrap_interval, evaluate_probabilities, expected_calibration_error,
+                                 training_curves_figure)
+
+
+def test_bootstrap_interval_brackets_the_accuracy_and_narrows_with_more_videos():
+    rng = np.random.default_rng(0)
+    small = rng.random(40) < 0.7
+    large = rng.random(4000) < 0.7
+    low, high = bootstrap_interval(small)
+    assert low <= small.mean() <= high and 0.15 < high - low < 0.4
+    big_low, big_high = bootstrap_interval(large)
+    assert big_high - big_low < (high - low) / 5
+
+
+def test_calibration_error_is_zero_when_confidence_matches_accuracy_and_large_when_overconfident():
+    labels = np.array([0] * 8 + [1] * 2)
+    honest = np.tile([0.8, 0.2], (10, 1))  # 80% confident, right 8 times out of 10
+    assert expected_calibration_error(honest, labels) < 1e-9
+    overconfident = np.tile([0.01, 0.99], (10, 1))  # 99% sure of class 1, right twice
+    assert expected_calibration_error(overconfident, labels) > 0.7
+    evaluation = evaluate_probabilities(overconfident, labels, ("a", "b"))
+    assert evaluation.accuracy == 0.2 and evaluation.ece > 0.7
+    assert evaluation.interval[0] <= 0.2 <= evaluation.interval[1]
+
+
+def test_training_curves_draw_one_line_per_trial_with_the_winner_highlighted():
+    curves = {f"{t:02d}": {"val_accuracy": list(np.linspace(0.2, 0.5 + t / 10, 6)),
+                           "val_loss": list(np.linspace(1.5, 1.0 - t / 10, 6))} for t in range(4)}
+    figure = training_curves_figure(curves, highlight="03")
+    for ax in figure.axes:
+        assert len(ax.lines) == 4
+        assert all(len(line.get_xdata()) == 6 for line in ax.lines)
+        winner = [line for line in ax.lines if line.get_label() == "trial 03 (winner)"]
+        assert len(winner) == 1 and winner[0].get_linewidth() > max(
+            line.get_linewidth() for line in ax.lines if line is not winner[0])
+    assert figure.axes[0].get_xlim()[1] >= 5  # real epochs on the axis, not empty axes
