@@ -53,7 +53,9 @@ def make_config(tmp_path):
             "cache": {"dir": str(tmp_path / "cache")},
             "search": {"seq_length": [4, 8], "num_gru_layers": [1], "gru_units": [[8, 16]],
                        "batch_size": [8]},
-            "tuning": {"max_trials": 2, "directory": str(tmp_path / "tuner")},
+            # one final seed and one baseline keep searches tiny; the tests about them ask for more
+            "tuning": {"max_trials": 2, "directory": str(tmp_path / "tuner"), "final_seeds": 1,
+                       "baselines": ["pooled_logreg"]},
             "training": {"epochs": 2},
             "tracking": {"experiment_name": "test", "registered_model_name": "videoclf-test"},
         }

@@ -71,6 +71,17 @@ def test_bad_videos_are_reported_and_skipped(tmp_path, make_config):
     strict = load_config(make_config(), ["cache.max_bad_fraction=0.1"])
     with pytest.raises(DataError, match="bad_videos.csv"):
         extract_videos(strict, videos, progress=False)
+    # another split's run keeps this split's reasons (merged by video key), and a mended video leaves the list
+    write_csv(root / "test.csv", [(rows[0][0], "C0"), ("corrupt.avi", "C1")])
+    (root / "corrupt.avi").write_bytes(b"junk")
+    test_videos, _ = split_videos(config, "test")
+    extract_videos(config, test_videos, progress=False)
+    listed = (report.cache_path / "bad_videos.csv").read_text()
+    assert all(name in listed for name in ("broken.avi", "empty.avi", "gone.avi", "corrupt.avi"))
+    write_video(root / "broken.avi", 6, seed=7)
+    extract_videos(config, videos, progress=False)
+    listed = (report.cache_path / "bad_videos.csv").read_text()
+    assert "broken.avi" not in listed and "corrupt.avi" in listed and "gone.avi" in listed
 
 
 def test_no_usable_video_fails(tmp_path, make_config):

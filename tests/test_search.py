@@ -33,7 +33,8 @@ def _trial_runs(client, search_id):
 
 
 def test_search_logs_every_trial_registers_and_tests_the_winner(tmp_path, make_config, tracking_uri, capsys):
-    config = load_config(make_config({**TINY, "tuning.max_trials": 3}))
+    config = load_config(make_config({**TINY, "tuning.max_trials": 3, "tuning.final_seeds": 2,
+                                      "tuning.baselines": ["pooled_logreg", "step_stats_logreg", "seed_gru"]}))
     result = run_search(config, "tiny", progress=False)
     out = capsys.readouterr().out
     assert "champion vs best baseline" in out or "no trial beat the best baseline" in out
@@ -226,3 +227,25 @@ def test_a_worker_killed_mid_trial_is_replaced_and_the_search_completes(tmp_path
     assert len(runs) == 4 and len({r.data.tags["kt_trial_id"] for r in runs}) == 4
     assert all(r.info.status == "FINISHED" for r in runs)
     assert [v.version for v in client.search_model_versions("name = 'videoclf-test'")] == [1]
+
+
+@pytest.mark.parametrize("train_tags, test_tags, message", [
+    (["A", "A", "A", "A"], ["A", "A"], "expected at least two classes"),
+    (["A", "B", "A", "B"], ["A", "C"], "not among the training classes"),
+])
+def test_unusable_labels_stop_before_any_run(tmp_path, make_config, tracking_uri, train_tags, test_tags, message):
+    from conftest import write_csv, write_video
+
+    from videoclf.errors import DataError
+
+    root = tmp_path / "data"
+    for split, tags in (("train", train_tags), ("test", test_tags)):
+        rows = [(f"v_{tag}_g{i + (10 if split == 'test' else 1):02d}_c01.avi", tag) for i, tag in enumerate(tags)]
+        for index, (name, _) in enumerate(rows):
+            write_video(root / name, 6, seed=index)
+        write_csv(root / f"{split}.csv", rows)
+    config = load_config(make_config({"training.cv_folds": 1, "training.validation_fraction": 0.5}))
+    with pytest.raises(DataError, match=message):
+        run_search(config, "labels", progress=False)
+    experiment = MlflowClient().get_experiment_by_name("test")
+    assert experiment is None or not MlflowClient().search_runs([experiment.experiment_id])

@@ -33,7 +33,7 @@ def searched(tmp_path_factory):
         "extractor": {"name": "efficientnet_lite0", "weights": "imagenet", "batch_size": 8},
         "cache": {"dir": str(root / "cache")},
         "search": {"seq_length": [4], "num_gru_layers": [1], "gru_units": [[8]], "batch_size": [8]},
-        "tuning": {"max_trials": 1, "directory": str(root / "tuner")},
+        "tuning": {"max_trials": 1, "directory": str(root / "tuner"), "final_seeds": 1, "baselines": []},
         "training": {"epochs": 3, "validation_fraction": 0.34},
         "tracking": {"experiment_name": "test", "registered_model_name": "videoclf-test"},
     }))
@@ -208,3 +208,15 @@ def test_mlflow_ui_lists_the_trial_runs_in_a_browser(searched, tmp_path):
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
+
+
+def test_a_truncated_tracking_store_is_one_clear_error(searched, tmp_path):
+    broken = tmp_path / "mlflow.db"
+    broken.write_bytes((searched["root"] / "mlflow.db").read_bytes()[:50000])
+    uri = f"sqlite:///{broken}"
+    for args in (["predict", str(searched["videos"][0]), "--model", MODEL],
+                 ["tune", "--config", str(searched["config"])]):
+        result = _run([sys.executable, "-m", "videoclf", *args], tmp_path, uri)
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert "Cannot open the MLflow tracking store" in result.stderr and "mlflow.db.broken" in result.stderr
+        assert "Traceback" not in result.stderr

@@ -18,7 +18,7 @@ import pandas as pd
 
 def quiet_tensorflow() -> None:
     """Imports TensorFlow and initialises its devices with stderr silenced, then quiets its Python loggers."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # also oneDNN's "E0000 ... DT_BOOL" notices later on
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 2)

@@ -23,3 +23,7 @@ class CacheError(VideoclfError):
 
 class WeightsError(VideoclfError):
     """Extractor weights are missing or unreadable; never substituted silently."""
+
+
+class TrackingStoreError(VideoclfError):
+    """The MLflow tracking store cannot be opened (corrupt or truncated file, unreachable server)."""

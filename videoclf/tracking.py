@@ -19,6 +19,7 @@ from typing import Any
 
 import mlflow
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from videoclf.versions import installed_versions
@@ -29,6 +30,36 @@ STATUS_TAG = "kt_status"
 ROLE_TAG = "videoclf_role"
 PACKAGES = ("videoclf", "tensorflow", "keras", "keras-tuner", "mlflow", "opencv-python-headless", "numpy",
             "h5py")
+
+
+def open_store() -> MlflowClient:
+    """A client on the configured store, checked once; a fresh SQLite store is initialised under a file lock.
+
+    Two processes creating one SQLite store at once leave it half-migrated for good, so the first access
+    (which creates the tables) is serialised. A store that cannot be read is one clear error.
+    """
+    from filelock import FileLock
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from videoclf.errors import TrackingStoreError
+
+    uri = mlflow.get_tracking_uri()
+    lock = None
+    if uri.startswith("sqlite:///"):
+        database = Path(uri[len("sqlite:///"):])
+        if database.parent.is_dir():
+            lock = FileLock(str(database) + ".init.lock")
+    try:
+        with lock or contextlib.nullcontext():
+            client = MlflowClient()
+            client.search_experiments(max_results=1)
+    except (MlflowException, SQLAlchemyError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrackingStoreError(
+            f"Cannot open the MLflow tracking store {uri}: {reason}. If it is a local SQLite file that was "
+            f"truncated or corrupted, move it aside (e.g. mv mlflow.db mlflow.db.broken) to start a new store, "
+            f"or restore a backup; set MLFLOW_TRACKING_URI to use another store.") from None
+    return client
 
 
 def package_versions() -> dict[str, str]:
@@ -61,7 +92,7 @@ class SearchTracker:
 
     def __init__(self, experiment_name: str, search_id: str, run_name: str, worker: bool = False,
                  wait_for_parent_s: float = 300.0):
-        self.client = MlflowClient()
+        self.client = open_store()
         self.search_id = search_id
         self.experiment_name = experiment_name
         self.owns_parent = True

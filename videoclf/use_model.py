@@ -22,6 +22,10 @@ def load_video_model(uri: str):
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    if uri.startswith("models:/"):
+        from videoclf.tracking import open_store
+
+        open_store()  # a corrupt store is its own clear error, not "model not found"
     try:
         return mlflow.pyfunc.load_model(uri)
     except (MlflowException, OSError) as exc:

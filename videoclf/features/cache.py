@@ -7,7 +7,7 @@ Layout of ``features_cache/<slug>/``:
   written to a temporary name and renamed, so ``kill -9`` loses at most the
   videos in flight and never leaves a half-written file under a real name;
 - ``.lock``: held by the one process that extracts into (or compacts) the cache;
-- ``bad_videos.csv``: the videos the last run could not decode, with reasons.
+- ``bad_videos.csv``: the videos that could not be decoded, with reasons (merged across splits and runs).
 
 A shard writer (``extract --shard I/N``) owns ``features.shard-I-of-N.h5``, its
 own parts, ``.lock.shard-I-of-N`` and ``bad_videos.shard-I-of-N.csv``, so N

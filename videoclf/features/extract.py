@@ -154,11 +154,22 @@ class _Batcher:
         self.bar.update(len(entries))
 
 
-def _write_bad_report(cache: FeatureCache, bad: dict[str, str]) -> None:
-    with cache.report.open("w", newline="") as fh:
+def _write_bad_report(cache: FeatureCache, requested: list[VideoRef], bad: dict[str, str]) -> None:
+    """Merges this run's reasons into ``bad_videos.csv`` by video key: the other splits' and runs' reasons
+    stay; a requested video that decodes now leaves the list."""
+    asked = {v.key for v in requested}
+    kept: dict[str, str] = {}
+    if cache.report.is_file():
+        with cache.report.open(newline="") as fh:
+            kept = {row["video"]: row["reason"] for row in csv.DictReader(fh)
+                    if row.get("video") and row["video"] not in asked}
+    kept.update(bad)
+    temporary = cache.report.with_suffix(".csv.tmp")
+    with temporary.open("w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(["video", "reason"])
-        writer.writerows(sorted(bad.items()))
+        writer.writerows(sorted(kept.items()))
+    temporary.replace(cache.report)
 
 
 def extract_videos(config: Config, videos: list[VideoRef], weights: WeightsSource | None = None,
@@ -179,7 +190,7 @@ def extract_videos(config: Config, videos: list[VideoRef], weights: WeightsSourc
         if todo:
             _run(config, weights, cache, todo, report, progress)
             cache.compact()
-        _write_bad_report(cache, report.bad)
+        _write_bad_report(cache, videos, report.bad)
     usable = len(videos) - len(report.bad)
     if videos and (usable == 0 or len(report.bad) / len(videos) > config.cache.max_bad_fraction):
         raise DataError(

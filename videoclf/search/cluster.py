@@ -28,12 +28,12 @@ def _free_port() -> int:
 
 def run_with_local_workers(config: Config, name: str, worker_args: list[str], workers: int) -> SearchResult | None:
     """Extracts features once, starts ``workers`` worker processes, and runs the chief here."""
-    from mlflow.tracking import MlflowClient
+    from videoclf.tracking import open_store
 
     ensure_data(config)
     for split in ("train", "test"):  # extract once, before the workers read the cache
         extract_videos(config, split_videos(config, split)[0])
-    MlflowClient().search_experiments()  # create a fresh SQLite store before several processes open it
+    open_store()  # create a fresh SQLite store before several processes open it
     roles = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(_free_port())}
     os.environ.update(roles, KERASTUNER_TUNER_ID="chief")
     supervisor = _Supervisor([sys.executable, "-m", "videoclf", "tune", *worker_args], {**os.environ, **roles},

@@ -24,7 +24,7 @@ from videoclf.config import Config
 from videoclf.console import markdown_table
 from videoclf.data.source import ensure_data
 from videoclf.dataset import Fold, SplitData, Vocabulary, load_split, make_folds, selection_digest
-from videoclf.errors import VideoclfError
+from videoclf.errors import DataError, VideoclfError
 from videoclf.evaluation import Evaluation, evaluate_probabilities, format_report, write_report_files
 from videoclf.features.extractors import FEATURE_DIMS, WeightsSource, resolve_weights
 from videoclf.model import feature_statistics
@@ -32,6 +32,9 @@ from videoclf.registry import Registration, model_requirements, register, sequen
 from videoclf.search.hypermodel import SequenceHyperModel
 from videoclf.search.tuner import best_epoch_of, make_tuner
 from videoclf.tracking import SearchTracker
+
+
+SUMMARY_COLUMNS = ("trial", "status", "score", "family", "inputs", "temporal_centering", "seq_length", "learning_rate")
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,12 @@ def distributed_role() -> str | None:
 def prepare(config: Config, weights: WeightsSource, progress: bool) -> PreparedData:
     """Reads both splits from the cache (extracting what is missing) and cuts the selection folds."""
     train, vocabulary = load_split(config, "train", weights=weights, progress=progress)
+    present = {vocabulary.classes[i] for i in set(train.labels.tolist())}
+    missing = [c for c in vocabulary.classes if c not in present]
+    if len(present) < 2 or missing:
+        raise DataError(f"{config.data.csv_path('train')}: expected at least two classes, each with usable "
+                        f"training videos. Received: {sorted(present)}; without videos: {missing}. Add videos "
+                        f"or set data.classes.")
     test, _ = load_split(config, "test", vocabulary, weights=weights, progress=progress)
     training = config.training
     n_folds = training.folds_for(len(train))
@@ -196,8 +205,7 @@ def verdict(best_score: float, final: FinalModels, baselines: list[BaselineResul
 def leaderboard_markdown(name: str, data: PreparedData, best, trials: pd.DataFrame, comparison: pd.DataFrame,
                          summary: str, registration: Registration | None) -> str:
     """The parent run's description in the MLflow UI: champion vs baselines, the decision, trials best first."""
-    shown = [c for c in ("trial", "status", "score", "family", "inputs", "seq_length", "learning_rate")
-             if c in trials.columns]
+    shown = [c for c in SUMMARY_COLUMNS if c in trials.columns]
     lines = [f"### Search `{name}`: champion vs baselines", "", markdown_table(comparison), "",
              f"**{summary}**", ""]
     if registration is not None:
@@ -333,7 +341,9 @@ def _finish(config: Config, tuner, hypermodel, tracker, data: PreparedData, sear
                             f"(experiment {config.tracking.experiment_name}) for their errors.")
     best = best_trials[0]
     trials = _trials_table(tuner.oracle)
-    print("\ntrials (best first):\n" + trials.head(20).to_string(index=False))
+    shown = [c for c in SUMMARY_COLUMNS if c in trials.columns]
+    print("\ntrials (best first; every hyperparameter in the trial runs and evaluation/trials.csv):\n"
+          + trials[shown].head(20).to_string(index=False))
     print(f"\nwinner: trial {best.trial_id}, {data.protocol} {config.tuning.objective} {best.score:.4f}; "
           f"refitting on all {len(data.train)} training videos ({config.tuning.final_seeds} seeds)", flush=True)
     final = refit_winner(config, hypermodel, best, data)
