@@ -202,3 +202,31 @@ def test_shards_extract_side_by_side_and_readers_see_the_union(tmp_path, make_co
 def test_bad_shard_argument(tmp_path, make_config):
     result = _cli(["extract", "--config", str(make_config()), "--shard", "2/2"], cwd=tmp_path)
     assert result.returncode == 2 and "0 <= I < N" in result.stderr
+
+
+def test_damaged_cached_features_are_never_trained_on_but_extracted_again(tmp_path, make_config, capsys):
+    _dataset(tmp_path / "data")
+    config = load_config(make_config())
+    videos, _ = split_videos(config, "train")
+    report = extract_videos(config, videos, progress=False)
+    keys = [v.key for v in videos]
+    clean, _, _ = open_cache(config).read(keys)
+    consolidated = report.cache_path / "features.h5"
+    with h5py.File(consolidated, "r") as handle:
+        rows = {name: row for row, name in enumerate(handle["video"].asstr()[:])}
+        chunk = handle["features"].id.get_chunk_info(rows[keys[1]])  # video 1's own checksummed block
+    with open(consolidated, "r+b") as fh:  # random bytes into the middle of that block
+        fh.seek(chunk.byte_offset + chunk.size // 2)
+        fh.write(np.random.default_rng(0).bytes(64))
+    with h5py.File(consolidated, "r+") as handle:  # and NaN into video 3, written through HDF5 (valid checksum)
+        block = handle["features"][rows[keys[3]]]
+        block[0, 0] = np.nan
+        handle["features"][rows[keys[3]]] = block
+    with pytest.raises(CacheError, match="videoclf extract"):
+        open_cache(config).read(keys)  # never silently handed to training
+    again = extract_videos(config, videos, progress=False)
+    assert again.extracted == 2  # exactly the two damaged videos
+    assert "2 cached videos have damaged features" in capsys.readouterr().out
+    repaired, _, _ = open_cache(config).read(keys)
+    assert np.isfinite(repaired).all()
+    np.testing.assert_allclose(repaired.astype(np.float32), clean.astype(np.float32), atol=1e-2)

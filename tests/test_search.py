@@ -23,6 +23,7 @@ TINY = {
                   "max_frames": 30},
     "training.validation_fraction": 0.34,
     "training.early_stopping_patience": None,
+    "training.cv_folds": 1,  # one holdout split keeps these searches short; cross-validation is tested on its own
 }
 
 
@@ -33,7 +34,7 @@ def _trial_runs(client, search_id):
 
 
 def test_search_logs_every_trial_registers_and_tests_the_winner(tmp_path, make_config, tracking_uri, capsys):
-    config = load_config(make_config({**TINY, "tuning.max_trials": 3, "tuning.final_seeds": 2,
+    config = load_config(make_config({**TINY, "tuning.max_trials": 3, "tuning.final_seeds": 2, "training.cv_folds": 3,
                                       "tuning.baselines": ["pooled_logreg", "step_stats_logreg", "seed_gru"]}))
     result = run_search(config, "tiny", progress=False)
     out = capsys.readouterr().out

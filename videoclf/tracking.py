@@ -195,6 +195,11 @@ class SearchTracker:
         runs = self._existing_trial_runs(trial_id)
         return runs[0].info.run_id if runs else None
 
+    def tag_trial(self, trial_id: str, key: str, value: str) -> None:
+        run_id = self.trial_run_id(trial_id)
+        if run_id:
+            self.client.set_tag(run_id, key, value)
+
     def set_tags(self, tags: dict[str, str]) -> None:
         self.client.log_batch(self.parent_run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 

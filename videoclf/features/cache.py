@@ -164,13 +164,45 @@ class FeatureCache:
         return found
 
     def missing(self, videos: list[VideoRef]) -> list[VideoRef]:
-        """Videos with no entry, or whose file changed since it was cached."""
+        """Videos with no entry, whose file changed since it was cached, or whose cached features are damaged
+        (checksum mismatch or non-finite values: never fed to training, re-extracted instead)."""
         index = self.index()
-        out = []
+        out, cached = [], []
         for video in videos:
             loc = index.get(video.key)
             if loc is None or (loc.size, loc.mtime_ns) != (video.size, video.mtime_ns):
                 out.append(video)
+            else:
+                cached.append(video)
+        damaged = self.damaged([v.key for v in cached], index)
+        if damaged:
+            example = next(iter(damaged.items()))
+            print(f"{len(damaged)} cached videos have damaged features and are extracted again "
+                  f"(e.g. {example[0]}: {example[1]})", flush=True)
+        return out + [v for v in cached if v.key in damaged]
+
+    def damaged(self, keys: list[str], index: dict[str, _Location]) -> dict[str, str]:
+        """Which cached ``keys`` fail their checksum or hold non-finite features, with the reason."""
+        by_file: dict[Path, list[tuple[str, int]]] = {}
+        for key in keys:
+            by_file.setdefault(index[key].file, []).append((key, index[key].row))
+        out: dict[str, str] = {}
+        for file, rows in by_file.items():
+            with self._open(file) as handle:
+                dataset = handle["features"]
+                rows.sort(key=lambda r: r[1])
+                try:
+                    blocks = dataset[[r for _, r in rows]]
+                except OSError:  # a checksum failed somewhere: find which rows, one at a time
+                    blocks = None
+                for position, (key, row) in enumerate(rows):
+                    try:
+                        block = dataset[row] if blocks is None else blocks[position]
+                    except OSError:
+                        out[key] = f"checksum mismatch in {file.name}"
+                        continue
+                    if not np.isfinite(block).all():
+                        out[key] = f"non-finite values in {file.name}"
         return out
 
     def read(self, keys: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -199,9 +231,16 @@ class FeatureCache:
                 rows.sort(key=lambda r: r[1])
                 src = [r for _, r in rows]
                 dst = [o for o, _ in rows]
-                features[dst] = handle["features"][src]
+                try:
+                    features[dst] = handle["features"][src]
+                except OSError as exc:
+                    raise CacheError(f"Cached features in {file} fail their checksum ({exc}). Run videoclf "
+                                     "extract with the same config: damaged entries are extracted again.") from None
                 mask[dst] = handle["mask"][src]
                 n_frames[dst] = handle["n_frames"][src]
+        if not np.isfinite(features).all():
+            raise CacheError(f"Cached features in {self.path} hold non-finite values. Run videoclf extract with "
+                             "the same config: damaged entries are extracted again.")
         return features, mask, n_frames
 
     # -- writing ---------------------------------------------------------
@@ -217,9 +256,10 @@ class FeatureCache:
             handle.create_dataset("mtime_ns", data=np.array([e.video.mtime_ns for e in entries], np.int64))
             handle.create_dataset("n_frames", data=np.array([e.n_frames for e in entries], np.int64))
             handle.create_dataset("mask", data=np.stack([e.mask for e in entries]))
+            # One chunk per video, each with a Fletcher-32 checksum that h5py verifies on every read.
             handle.create_dataset(
                 "features", data=np.stack([e.features for e in entries]).astype(self.dtype),
-                chunks=(1, self.max_length, self.dim))
+                chunks=(1, self.max_length, self.dim), fletcher32=True)
         os.replace(tmp, target)
 
     def commit(self, entries: list[Entry]) -> None:

@@ -362,10 +362,8 @@ def _finish(config: Config, tuner, hypermodel, tracker, data: PreparedData, sear
         _log_report(tracker, config, name, best, data, final, baselines, trials, summary)
         if register_model:
             registration = publish(config, tracker, final.models[0], best, data, final)
-            winner_run = tracker.trial_run_id(best.trial_id)
-            if winner_run:  # the UI shows the model on the parent run; the winning trial points at it too
-                tracker.client.set_tag(winner_run, "registered_model_version",
-                                       f"{registration.name}/{registration.version}")
+            # the UI shows the model on the parent run; the winning trial points at it too
+            tracker.tag_trial(best.trial_id, "registered_model_version", f"{registration.name}/{registration.version}")
         tracker.set_tags({"mlflow.note.content": leaderboard_markdown(
             name, data, best, trials, comparison_table(best.score, final, baselines, data.protocol), summary,
             registration)})
