@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
