@@ -156,3 +156,22 @@ def test_photo_motion_set_is_deterministic_real_and_split_by_photo(tmp_path):
     pan = _frames(first / next(n for n in train.video_name if "_PanFast_" in n)).astype(float)
     assert np.abs(np.diff(pan, axis=0)).mean() > 2 * np.abs(np.diff(still, axis=0)).mean()
     assert generate_photo_motion(first, config, progress=False) == first  # current: not rewritten
+
+
+def test_generators_never_overwrite_a_users_own_csvs(tmp_path, capsys):
+    from videoclf.config import load_config
+    from videoclf.data.source import ensure_data
+
+    from conftest import REPO
+
+    mine = tmp_path / "footage"
+    write_video(mine / "v_Fast_g01_c01.avi", 6)
+    write_csv(mine / "train.csv", [("v_Fast_g01_c01.avi", "Fast")])
+    write_csv(mine / "test.csv", [("v_Fast_g01_c01.avi", "Fast")])
+    before = (mine / "train.csv").read_bytes()
+    for name in ("demo.yaml", "photo_motion.yaml"):  # e.g. videoclf tune --set data.root=/my/footage
+        ensure_data(load_config(REPO / "experiments" / name, [f"data.root={mine}"]))
+    assert (mine / "train.csv").read_bytes() == before and len(list(mine.glob("*.avi"))) == 1
+    assert "holds its own train.csv/test.csv: using them" in capsys.readouterr().out
+    with pytest.raises(DataError, match="refusing to overwrite"):
+        generate_demo(mine, DemoConfig(train_groups=2, test_groups=1, clips_per_group=1))

@@ -15,6 +15,18 @@ import cv2
 import numpy as np
 
 FPS = 25
+MARKER = ".videoclf-generated"  # written first, never removed: this folder belongs to a generator
+MANIFESTS = ("demo_manifest.json", "photo_motion_manifest.json")
+
+
+def holds_user_data(out_dir: Path) -> bool:
+    """True when ``out_dir`` has a ``train.csv`` / ``test.csv`` that no generator of ours wrote.
+
+    A generator never writes into such a folder: it would overwrite the user's CSVs.
+    """
+    has_csv = (out_dir / "train.csv").is_file() or (out_dir / "test.csv").is_file()
+    ours = (out_dir / MARKER).exists() or any((out_dir / name).exists() for name in MANIFESTS)
+    return has_csv and not ours
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: int = FPS) -> None:
@@ -49,7 +61,13 @@ def is_current(out_dir: Path, manifest_name: str, manifest: dict) -> bool:
 
 def start_set(out_dir: Path, manifest_name: str) -> None:
     """Makes the folder and drops the old manifest, so a set interrupted while written is never current."""
+    if holds_user_data(out_dir):
+        from videoclf.errors import DataError
+
+        raise DataError(f"{out_dir} holds a train.csv/test.csv that videoclf did not generate; refusing to "
+                        "overwrite it. Choose another output folder (data.root or --out).")
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MARKER).touch()
     (out_dir / manifest_name).unlink(missing_ok=True)
 
 

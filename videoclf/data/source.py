@@ -7,13 +7,24 @@ from videoclf.errors import DataError
 
 
 def ensure_data(config: Config) -> None:
-    """Writes the demo or photo-motion set when the config asks for it (a no-op when current); else checks the CSVs."""
-    if config.data.demo is not None:
+    """Writes the demo or photo-motion set when the config asks for it (a no-op when current); else checks the CSVs.
+
+    A ``data.root`` that already holds the user's own CSVs is used as it is, never overwritten, so
+    ``--set data.root=/my/videos`` works with the demo config.
+    """
+    from videoclf.data.generated import holds_user_data
+
+    generator = "data.demo" if config.data.demo is not None else (
+        "data.photo_motion" if config.data.photo_motion is not None else None)
+    if generator and holds_user_data(config.data.root):
+        print(f"{config.data.root} holds its own train.csv/test.csv: using them; the {generator} generator is "
+              f"skipped (set {generator}=null to silence this)", flush=True)
+    elif config.data.demo is not None:
         from videoclf.data.demo import generate_demo
 
         generate_demo(config.data.root, config.data.demo)
         return
-    if config.data.photo_motion is not None:
+    elif config.data.photo_motion is not None:
         from videoclf.data.photo_motion import generate_photo_motion
 
         generate_photo_motion(config.data.root, config.data.photo_motion)
