@@ -83,7 +83,7 @@ def test_search_logs_every_trial_registers_and_tests_the_winner(tmp_path, make_c
     assert float(version.tags["selection_score"]) == pytest.approx(result.best_val_score, abs=1e-6)
 
     again = run_search(config, "tiny", progress=False)  # a finished search: nothing re-run, nothing re-registered
-    assert again.registration.version == result.registration.version
+    assert again.registration.version == result.registration.version and again.registration.champion
     assert len(client.search_model_versions("name = 'videoclf-test'")) == 1
 
 

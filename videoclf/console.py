@@ -74,7 +74,7 @@ def tune_summary(*, tracking_uri: str, experiment: str, experiment_id: str, run_
              f"  search run     : {run_id}",
              f"  in the UI      : {ui_url(experiment_id, run_id)} (after the command below)"]
     if registration is not None:
-        decision = f"now '{alias}'" if registration.champion else f"not '{alias}'"
+        decision = f"holds '{alias}'" if registration.champion else f"does not hold '{alias}'"
         lines.append(f"  registered     : {registration.name} version {registration.version}, {decision}: "
                      f"{registration.reason}")
     lines += ["", "test confusion matrix (rows: true class, columns: predicted):",

@@ -90,7 +90,7 @@ def _current_champion(client: MlflowClient, name: str, alias: str):
         return None
 
 
-def existing_version(name: str, tags: dict[str, str], selection_digest: str) -> Registration | None:
+def existing_version(name: str, alias: str, tags: dict[str, str], selection_digest: str) -> Registration | None:
     """The version already registered for this search's winning trial, if any (a re-run registers nothing)."""
     client = MlflowClient()
     try:
@@ -100,8 +100,9 @@ def existing_version(name: str, tags: dict[str, str], selection_digest: str) -> 
     for version in versions:
         if (version.tags.get("search_id") == tags["search_id"] and version.tags.get("trial_id") == tags["trial_id"]
                 and version.tags.get("selection_digest") == selection_digest):
-            aliases = getattr(version, "aliases", []) or []
-            return Registration(name, str(version.version), bool(aliases), "this search's winner is already "
+            holder = _current_champion(client, name, alias)
+            champion = holder is not None and str(holder.version) == str(version.version)
+            return Registration(name, str(version.version), champion, "this search's winner is already "
                                 f"registered as version {version.version}; nothing new registered", version.source)
     return None
 

@@ -208,9 +208,9 @@ def leaderboard_markdown(name: str, data: PreparedData, best, trials: pd.DataFra
     lines = [f"### Search `{name}`: champion vs baselines", "", markdown_table(comparison), "",
              f"**{summary}**", ""]
     if registration is not None:
-        decision = "now" if registration.champion else "not"
-        lines += [f"Registered as **{registration.name} version {registration.version}**, {decision} the alias: "
-                  f"{registration.reason}.", ""]
+        decision = "holds" if registration.champion else "does not hold"
+        lines += [f"Registered as **{registration.name} version {registration.version}**, which {decision} the "
+                  f"alias: {registration.reason}.", ""]
     lines += [f"#### Trials, best first ({data.protocol}; winner: trial {best.trial_id})", "",
               markdown_table(trials[shown].head(30))]
     return "\n".join(lines)
@@ -273,7 +273,8 @@ def publish(config: Config, tracker: SearchTracker, model, best, data: PreparedD
 
     tags = {"search_id": tracker.search_id, "trial_id": best.trial_id, "run_id": tracker.parent_run_id,
             "trial_run_id": tracker.trial_run_id(best.trial_id) or ""}
-    known = existing_version(config.tracking.registered_model_name, tags, data.selection_digest)
+    known = existing_version(config.tracking.registered_model_name, config.tracking.champion_alias, tags,
+                             data.selection_digest)
     if known:
         return known
     length = best.hyperparameters.get("seq_length")
