@@ -8,6 +8,7 @@ reported beside it, with a bootstrap interval and the baselines' numbers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -308,7 +309,7 @@ def run_search(config: Config, name: str = "search", track: bool = True, registe
     role = distributed_role()
     worker = bool(role) and role != "chief"
     tracker = SearchTracker(config.tracking.experiment_name, search_id, name, worker=worker) if track else None
-    with (tracker.parent_status() if tracker else _nothing()):
+    with tracker.parent_status() if tracker else contextlib.nullcontext():
         if tracker and not worker:
             tracker.log_setup(
                 config=config.to_dict(), space=config.search.model_dump(mode="json"), tuner=config.tuning.tuner,
@@ -323,14 +324,6 @@ def run_search(config: Config, name: str = "search", track: bool = True, registe
             print(f"worker {role}: no trials left; the chief tests and registers the winner", flush=True)
             return None
         return _finish(config, tuner, hypermodel, tracker, data, search_id, name, register_model)
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _finish(config: Config, tuner, hypermodel, tracker, data: PreparedData, search_id: str, name: str,
