@@ -90,20 +90,20 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
 
         errors: dict[int, str] = {}
         clips: dict[int, np.ndarray] = {}
-        lengths: dict[int, int] = {}
+        durations: dict[int, float] = {}  # seconds
         for row, path in enumerate(paths):
             try:
                 clip = decode_sampled(path, self.sampling.max_seq_length, self.sampling.image_size, self.sampling.crop)
             except VideoError as exc:
                 errors[row] = str(exc)
                 continue
-            clips[row], lengths[row] = clip.frames, clip.n_frames
+            clips[row], durations[row] = clip.frames, clip.n_frames / clip.fps
         features = np.zeros((len(paths), self.sampling.max_seq_length, self.frames_model.dim), np.float32)
         stored = np.zeros(len(paths), np.int64)
         if clips:
             rows = list(clips)
             features[rows], stored[rows] = self._encode(list(clips.values()))
-        return features, stored, errors, lengths
+        return features, stored, errors, durations
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         paths = video_paths(model_input)
@@ -128,22 +128,19 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         return table
 
     def _predict_chunk(self, paths: list[str]) -> pd.DataFrame:
-        features, stored, errors, lengths = self._decode_and_encode(paths)
+        features, stored, errors, durations = self._decode_and_encode(paths)
         probabilities = np.full((len(paths), len(self.classes)), np.nan, np.float32)
         good = [i for i in range(len(paths)) if i not in errors]
         if good:
             probabilities[good] = self._probabilities(features[good], stored[good])
-        warnings = {i: message for i in good if (message := self.length_warning(paths[i], lengths[i]))}
+        warnings = {i: message for i in good if (message := self.length_warning(durations[i]))}
         return self._table(paths, probabilities, errors, warnings)
 
-    def length_warning(self, path: str, n_frames: int) -> str | None:
-        """Says so when a video is far longer than the clips the model was trained on."""
-        from videoclf.features.decode import video_fps
-
+    def length_warning(self, seconds: float) -> str | None:
+        """Says so when a video (``seconds`` long) is far longer than the clips the model was trained on."""
         trained = self.settings.get("training_clips")
         if not trained:
             return None
-        seconds = n_frames / video_fps(path)
         if seconds <= LONG_VIDEO_FACTOR * trained["max_seconds"]:
             return None
         return (f"{seconds:.0f} s long, but the model was trained on clips of {trained['median_seconds']:.1f} s "

@@ -21,10 +21,11 @@ from videoclf.features.sample import uniform_indices
 
 @dataclass(frozen=True)
 class DecodedClip:
-    """The sampled RGB frames ``(m, S, S, 3)`` uint8 and the clip's real frame count."""
+    """The sampled RGB frames ``(m, S, S, 3)`` uint8, the clip's real frame count and its frame rate."""
 
     frames: np.ndarray
     n_frames: int
+    fps: float
 
 
 def to_model_frame(frame_bgr: np.ndarray, image_size: int, crop: str) -> np.ndarray:
@@ -70,12 +71,14 @@ def _sampled_pass(path: Path, wanted: np.ndarray, image_size: int, crop: str):
     return frames, index
 
 
-def _metadata_count(path: Path) -> int:
+def _metadata(path: Path, default_fps: float = 25.0) -> tuple[int, float]:
+    """The container's frame count and frame rate (``default_fps`` when it does not say)."""
     capture = _open(path)
     try:
-        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        count, fps = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), float(capture.get(cv2.CAP_PROP_FPS))
     finally:
         capture.release()
+    return count, fps if fps > 0 else default_fps
 
 
 def decode_sampled(path: str | Path, length: int, image_size: int, crop: str = "none") -> DecodedClip:
@@ -84,7 +87,7 @@ def decode_sampled(path: str | Path, length: int, image_size: int, crop: str = "
     Raises VideoError (with the reason) for missing, empty, unreadable or frameless files.
     """
     path = Path(path)
-    guess = _metadata_count(path)
+    guess, fps = _metadata(path)
     wanted = uniform_indices(guess, length) if guess > 0 else np.arange(0)
     frames, decoded = _sampled_pass(path, wanted, image_size, crop)
     if decoded == 0:
@@ -95,7 +98,7 @@ def decode_sampled(path: str | Path, length: int, image_size: int, crop: str = "
         frames, second = _sampled_pass(path, wanted, image_size, crop)
         if second != decoded or any(f is None for f in frames):
             raise VideoError(f"{path}: decoding is not repeatable ({decoded} then {second} frames)")
-    return DecodedClip(np.stack(frames), decoded)
+    return DecodedClip(np.stack(frames), decoded, fps)
 
 
 @dataclass(frozen=True)
@@ -116,14 +119,9 @@ class ClipWindow:
         return self.end_frame / self.fps
 
 
-def video_fps(path: str | Path, default: float = 25.0) -> float:
-    """The container's frame rate (``default`` when it does not say)."""
-    capture = _open(Path(path))
-    try:
-        fps = float(capture.get(cv2.CAP_PROP_FPS))
-    finally:
-        capture.release()
-    return fps if fps > 0 else default
+def video_fps(path: str | Path) -> float:
+    """The container's frame rate (25 when it does not say)."""
+    return _metadata(Path(path))[1]
 
 
 def window_spans(n_frames: int, window: int, stride: int) -> list[tuple[int, int]]:
@@ -141,22 +139,30 @@ def decode_windows(path: str | Path, window_seconds: float, stride_seconds: floa
                    crop: str = "none") -> list[ClipWindow]:
     """Decodes each time window of ``path`` as a clip of its own (``length`` frames sampled uniformly inside it).
 
-    One counting pass and one retrieving pass over the file, whatever the number of windows.
+    One pass over the file whatever the number of windows (a second one only when the container's frame
+    count was wrong, as in :func:`decode_sampled`).
     """
     path = Path(path)
     if window_seconds <= 0 or stride_seconds <= 0:
         raise VideoError(f"{path}: expected window and stride > 0 seconds. Received: {window_seconds}, "
                          f"{stride_seconds}")
-    fps = video_fps(path)
-    _, n_frames = _sampled_pass(path, np.arange(0), image_size, crop)
-    if n_frames == 0:
-        raise VideoError(f"{path}: no frame could be decoded (truncated or corrupt)")
-    spans = window_spans(n_frames, max(1, round(window_seconds * fps)), max(1, round(stride_seconds * fps)))
-    picks = [start + uniform_indices(end - start, length) for start, end in spans]
-    wanted = np.unique(np.concatenate(picks))
+    guess, fps = _metadata(path)
+    window, stride = max(1, round(window_seconds * fps)), max(1, round(stride_seconds * fps))
+
+    def plan(n_frames: int):
+        spans = window_spans(n_frames, window, stride)
+        picks = [start + uniform_indices(end - start, length) for start, end in spans]
+        return spans, picks, np.unique(np.concatenate(picks))
+
+    spans, picks, wanted = plan(guess) if guess > 0 else ([], [], np.arange(0))
     frames, decoded = _sampled_pass(path, wanted, image_size, crop)
-    if decoded != n_frames or any(f is None for f in frames):
-        raise VideoError(f"{path}: decoding is not repeatable ({n_frames} then {decoded} frames)")
+    if decoded == 0:
+        raise VideoError(f"{path}: no frame could be decoded (truncated or corrupt)")
+    if decoded != guess:  # metadata was wrong (or absent): plan again with the count that decoded
+        spans, picks, wanted = plan(decoded)
+        frames, second = _sampled_pass(path, wanted, image_size, crop)
+        if second != decoded or any(f is None for f in frames):
+            raise VideoError(f"{path}: decoding is not repeatable ({decoded} then {second} frames)")
     by_index = dict(zip(wanted.tolist(), frames))
     return [ClipWindow(start, end, fps, np.stack([by_index[i] for i in pick.tolist()]))
             for (start, end), pick in zip(spans, picks)]

@@ -59,7 +59,6 @@ class FinalModels:
 
     models: list  # the first is the one registered
     evaluations: list[Evaluation]
-    epochs: int
 
     @property
     def registered(self) -> Evaluation:
@@ -168,7 +167,7 @@ def refit_winner(config: Config, hypermodel: SequenceHyperModel, best, data: Pre
         probabilities = model.predict(data.test.sequences(length), verbose=0)
         models.append(model)
         evaluations.append(evaluate_probabilities(probabilities, data.test.labels, data.vocabulary.classes))
-    return FinalModels(models, evaluations, epochs)
+    return FinalModels(models, evaluations)
 
 
 def comparison_table(best_score: float, final: FinalModels, baselines: list[BaselineResult],
@@ -185,11 +184,21 @@ def comparison_table(best_score: float, final: FinalModels, baselines: list[Base
     return table
 
 
+def best_baseline(baselines: list[BaselineResult]) -> BaselineResult | None:
+    """The baseline with the best selection score (the one the champion must beat)."""
+    return max(baselines, key=lambda b: b.validation) if baselines else None
+
+
+def summary_columns(trials: pd.DataFrame) -> pd.DataFrame:
+    """The trials table as printed and shown in the UI (every column stays in ``trials.csv``)."""
+    return trials[[c for c in SUMMARY_COLUMNS if c in trials.columns]]
+
+
 def verdict(best_score: float, final: FinalModels, baselines: list[BaselineResult]) -> str:
     """One plain sentence: champion vs the best baseline on validation and on test."""
-    if not baselines:
+    top = best_baseline(baselines)
+    if top is None:
         return "no baselines configured (tuning.baselines)"
-    top = max(baselines, key=lambda b: b.validation)
     test_gap = final.registered.accuracy - top.test.accuracy
     if best_score > top.validation:
         return (f"champion vs best baseline ({top.description}): validation {best_score:.3f} vs "
@@ -205,7 +214,6 @@ def verdict(best_score: float, final: FinalModels, baselines: list[BaselineResul
 def leaderboard_markdown(name: str, data: PreparedData, best, trials: pd.DataFrame, comparison: pd.DataFrame,
                          summary: str, registration: Registration | None) -> str:
     """The parent run's description in the MLflow UI: champion vs baselines, the decision, trials best first."""
-    shown = [c for c in SUMMARY_COLUMNS if c in trials.columns]
     lines = [f"### Search `{name}`: champion vs baselines", "", markdown_table(comparison), "",
              f"**{summary}**", ""]
     if registration is not None:
@@ -213,13 +221,14 @@ def leaderboard_markdown(name: str, data: PreparedData, best, trials: pd.DataFra
         lines += [f"Registered as **{registration.name} version {registration.version}**, which {decision} the "
                   f"alias: {registration.reason}.", ""]
     lines += [f"#### Trials, best first ({data.protocol}; winner: trial {best.trial_id})", "",
-              markdown_table(trials[shown].head(30))]
+              markdown_table(summary_columns(trials).head(30))]
     return "\n".join(lines)
 
 
 
 def _log_report(tracker: SearchTracker, config: Config, name: str, best, data: PreparedData, final: FinalModels,
-                baselines: list[BaselineResult], trials: pd.DataFrame, summary: str) -> None:
+                baselines: list[BaselineResult], trials: pd.DataFrame, comparison: pd.DataFrame,
+                summary: str) -> None:
     metrics = {**final.registered.metrics(), **final.seed_metrics(),
                f"best_{config.tuning.objective}": best.score, "selection_score": best.score,
                "trials_completed": int((trials.status == "COMPLETED").sum())}
@@ -227,8 +236,8 @@ def _log_report(tracker: SearchTracker, config: Config, name: str, best, data: P
         metrics.update({f"baseline_{b.name}_selection": b.validation, f"baseline_{b.name}_test_accuracy": b.test.accuracy,
                         f"baseline_{b.name}_test_ci_low": b.test.interval[0],
                         f"baseline_{b.name}_test_ci_high": b.test.interval[1]})
-    if baselines:
-        top = max(baselines, key=lambda b: b.validation)
+    top = best_baseline(baselines)
+    if top is not None:
         metrics["champion_minus_best_baseline_selection"] = best.score - top.validation
         metrics["champion_minus_best_baseline_test"] = final.registered.accuracy - top.test.accuracy
     tracker.log_metrics(metrics)
@@ -240,7 +249,7 @@ def _log_report(tracker: SearchTracker, config: Config, name: str, best, data: P
                                    highlight=best.trial_id)
         trials.to_csv(tmp / "trials.csv", index=False)
         files["trials"] = tmp / "trials.csv"
-        comparison_table(best.score, final, baselines, data.protocol).to_csv(tmp / "baselines.csv", index=False)
+        comparison.to_csv(tmp / "baselines.csv", index=False)
         files["baselines"] = tmp / "baselines.csv"
         tracker.log_artifact_files(files, "evaluation")
 
@@ -334,16 +343,16 @@ def _finish(config: Config, tuner, hypermodel, tracker, data: PreparedData, sear
                             f"(experiment {config.tracking.experiment_name}) for their errors.")
     best = best_trials[0]
     trials = _trials_table(tuner.oracle)
-    shown = [c for c in SUMMARY_COLUMNS if c in trials.columns]
     print("\ntrials (best first; every hyperparameter in the trial runs and evaluation/trials.csv):\n"
-          + trials[shown].head(20).to_string(index=False))
+          + summary_columns(trials).head(20).to_string(index=False))
     print(f"\nwinner: trial {best.trial_id}, {data.protocol} {config.tuning.objective} {best.score:.4f}; "
           f"refitting on all {len(data.train)} training videos ({config.tuning.final_seeds} seeds)", flush=True)
     final = refit_winner(config, hypermodel, best, data)
     baselines = run_baselines(config.tuning.baselines, data.folds, data.train, data.test, data.vocabulary.classes,
                               config.sampling.max_seq_length, config.training.seed)
     summary = verdict(best.score, final, baselines)
-    print("\n" + comparison_table(best.score, final, baselines, data.protocol).to_string(index=False))
+    comparison = comparison_table(best.score, final, baselines, data.protocol)
+    print("\n" + comparison.to_string(index=False))
     print(summary)
     seeds = final.seed_metrics()
     each = ", ".join(f"{e.accuracy:.3f}" for e in final.evaluations)
@@ -352,14 +361,13 @@ def _finish(config: Config, tuner, hypermodel, tracker, data: PreparedData, sear
           + format_report(final.registered))
     registration = None
     if tracker:
-        _log_report(tracker, config, name, best, data, final, baselines, trials, summary)
+        _log_report(tracker, config, name, best, data, final, baselines, trials, comparison, summary)
         if register_model:
             registration = publish(config, tracker, final.models[0], best, data, final)
             # the UI shows the model on the parent run; the winning trial points at it too
             tracker.tag_trial(best.trial_id, "registered_model_version", f"{registration.name}/{registration.version}")
         tracker.set_tags({"mlflow.note.content": leaderboard_markdown(
-            name, data, best, trials, comparison_table(best.score, final, baselines, data.protocol), summary,
-            registration)})
+            name, data, best, trials, comparison, summary, registration)})
         import mlflow
 
         from videoclf.console import tune_summary
