@@ -150,6 +150,31 @@ def test_resumed_search_reruns_nothing_and_logs_no_duplicates(tmp_path, make_con
 
 
 @pytest.mark.slow
+def test_two_tune_processes_started_together_on_a_fresh_store(tmp_path, make_config, tracking_uri):
+    # Fresh data folder, cache, tuner directory and SQLite store: everything is created by the two at once.
+    path = make_config({**TINY, "tuning.max_trials": 2, "training.epochs": 2})
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    procs = [subprocess.Popen([sys.executable, "-m", "videoclf", "tune", "--config", str(path)], cwd=tmp_path,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    outputs = [proc.communicate(timeout=600)[0] for proc in procs]
+    for proc, output in zip(procs, outputs):
+        assert proc.returncode == 0, output[-3000:]
+        assert "Traceback" not in output
+    client = MlflowClient()  # the store is usable, and holds each trial once under one parent run
+    search_id = search_id_for(load_config(path), "cfg")
+    runs = _trial_runs(client, search_id)
+    assert len(runs) == 2 and len({r.data.tags["kt_trial_id"] for r in runs}) == 2
+    assert all(r.info.status == "FINISHED" for r in runs)
+    experiment = client.get_experiment_by_name("test")
+    parents = client.search_runs([experiment.experiment_id], f"tags.{ROLE_TAG} = 'search'")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert [v.version for v in client.search_model_versions("name = 'videoclf-test'")] == [1]
+    trial_dirs = list((tmp_path / "tuner" / search_id).glob("trial_*"))  # the tuner's files agree with MLflow
+    assert len(trial_dirs) == 2
+
+
+@pytest.mark.slow
 def test_mlflow_run_entry_point(tmp_path, make_config, tracking_uri):
     path = make_config({**TINY, "tuning.max_trials": 1, "training.epochs": 1})
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}

@@ -62,6 +62,19 @@ def open_store() -> MlflowClient:
     return client
 
 
+def experiment_id(client: MlflowClient, name: str) -> str:
+    """The experiment's id, created if needed; another process creating it at the same moment is fine."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            return client.create_experiment(name)
+        except MlflowException:
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    return experiment.experiment_id
+
+
 def package_versions() -> dict[str, str]:
     return installed_versions(PACKAGES)
 
@@ -96,9 +109,7 @@ class SearchTracker:
         self.search_id = search_id
         self.experiment_name = experiment_name
         self.owns_parent = True
-        experiment = self.client.get_experiment_by_name(experiment_name)
-        self.experiment_id = (experiment.experiment_id if experiment
-                              else self.client.create_experiment(experiment_name))
+        self.experiment_id = experiment_id(self.client, experiment_name)
         self.parent_run_id = (self._chief_parent_run(wait_for_parent_s) if worker
                               else self._parent_run(run_name))
         self._trial_runs: dict[str, str] = {}

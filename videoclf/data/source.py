@@ -19,15 +19,18 @@ def ensure_data(config: Config) -> None:
     if generator and holds_user_data(config.data.root):
         print(f"{config.data.root} holds its own train.csv/test.csv: using them; the {generator} generator is "
               f"skipped (set {generator}=null to silence this)", flush=True)
-    elif config.data.demo is not None:
+    elif generator:
         from videoclf.data.demo import generate_demo
-
-        generate_demo(config.data.root, config.data.demo)
-        return
-    elif config.data.photo_motion is not None:
         from videoclf.data.photo_motion import generate_photo_motion
+        from videoclf.locks import waiting_lock
 
-        generate_photo_motion(config.data.root, config.data.photo_motion)
+        # two jobs started together on a fresh machine must not write the same videos at once
+        with waiting_lock(config.data.root / ".videoclf-generating.lock",
+                          f"{config.data.root}: waiting for another process generating the data"):
+            if config.data.demo is not None:
+                generate_demo(config.data.root, config.data.demo)
+            else:
+                generate_photo_motion(config.data.root, config.data.photo_motion)
         return
     for split in ("train", "test"):
         if not config.data.csv_path(split).is_file():

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from filelock import FileLock, Timeout
+from filelock import FileLock
 
 from videoclf.errors import CacheError
 from videoclf.versions import installed_versions
@@ -108,16 +108,11 @@ class FeatureCache:
     @contextlib.contextmanager
     def locked(self, wait_message: str = "waiting for another process using the cache"):
         """Exclusive access for the block; says so when it has to wait."""
+        from videoclf.locks import waiting_lock
+
         self.parts.mkdir(parents=True, exist_ok=True)
-        try:
-            self._lock.acquire(timeout=0.5)
-        except Timeout:
-            print(f"{self.path}: {wait_message} ...", flush=True)
-            self._lock.acquire()
-        try:
+        with waiting_lock(self._lock.lock_file, f"{self.path}: {wait_message}", self._lock):
             yield self
-        finally:
-            self._lock.release()
 
     # -- reading ---------------------------------------------------------
     def files(self) -> list[Path]:

@@ -300,6 +300,15 @@ def publish(config: Config, tracker: SearchTracker, model, best, data: PreparedD
 
 
 # -- the job ------------------------------------------------------------------
+def search_lock(config: Config, search_id: str):
+    """One process at a time drives a search (its tuner files and its MLflow runs); a second one started
+    meanwhile waits, then resumes what the first left (usually: nothing to run, the winner already registered)."""
+    from videoclf.locks import waiting_lock
+
+    return waiting_lock(Path(config.tuning.directory) / f"{search_id}.lock",
+                        f"search {search_id} is running in another process; waiting to resume it when that ends")
+
+
 def run_search(config: Config, name: str = "search", track: bool = True, register_model: bool = True,
                progress: bool = True) -> SearchResult | None:
     """Runs (or resumes) the configured search and returns the tested winner.
@@ -307,8 +316,6 @@ def run_search(config: Config, name: str = "search", track: bool = True, registe
     In KerasTuner's distributed mode the chief serves the oracle, then tests,
     logs and registers the winner; a worker runs trials and returns None.
     """
-    import keras
-
     ensure_data(config)
     weights = resolve_weights(config.extractor)  # fails before any work when weights are missing
     data = prepare(config, weights, progress)
@@ -317,7 +324,16 @@ def run_search(config: Config, name: str = "search", track: bool = True, registe
     search_id = search_id_for(config, name)
     role = distributed_role()
     worker = bool(role) and role != "chief"
-    tracker = SearchTracker(config.tracking.experiment_name, search_id, name, worker=worker) if track else None
+    with contextlib.nullcontext() if worker else search_lock(config, search_id):
+        tracker = SearchTracker(config.tracking.experiment_name, search_id, name, worker=worker) if track else None
+        return _run(config, tracker, hypermodel, data, weights, search_id, name, role, register_model)
+
+
+def _run(config: Config, tracker: SearchTracker | None, hypermodel, data: PreparedData, weights: WeightsSource,
+         search_id: str, name: str, role: str | None, register_model: bool) -> SearchResult | None:
+    import keras
+
+    worker = bool(role) and role != "chief"
     with tracker.parent_status() if tracker else contextlib.nullcontext():
         if tracker and not worker:
             tracker.log_setup(
