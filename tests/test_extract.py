@@ -230,3 +230,66 @@ def test_damaged_cached_features_are_never_trained_on_but_extracted_again(tmp_pa
     repaired, _, _ = open_cache(config).read(keys)
     assert np.isfinite(repaired).all()
     np.testing.assert_allclose(repaired.astype(np.float32), clean.astype(np.float32), atol=1e-2)
+
+
+def _file_size_limit(n_bytes):
+    """Runs in the child: files may not grow past ``n_bytes`` (writes then fail with EFBIG, as on a full quota)."""
+    import resource
+
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (n_bytes, resource.RLIM_INFINITY))
+
+    return apply
+
+
+def test_a_failing_cache_write_is_one_clear_error_and_the_rerun_resumes(tmp_path, make_config):
+    # Each video's part file (~33 KB) fits under the limit; merging the six parts (~135 KB) does not.
+    _dataset(tmp_path / "data")
+    path = make_config()
+    failed = _cli(["extract", "--config", str(path)], cwd=tmp_path, preexec_fn=_file_size_limit(60_000))
+    assert failed.returncode == 2, failed.stderr[-3000:]
+    assert "Cannot write to the feature cache folder" in failed.stderr and "File too large" in failed.stderr
+    assert "Extracted and kept: 6 videos" in failed.stderr and "set cache.dir" in failed.stderr
+    assert "Traceback" not in failed.stderr and "Exception ignored" not in failed.stderr
+    cache = open_cache(load_config(path))
+    assert not list(cache.path.rglob("*.tmp"))  # the partial file is gone
+    resumed = _cli(["extract", "--config", str(path)], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "6/6 videos cached (0 extracted now)" in resumed.stdout  # nothing was lost or extracted twice
+    assert (cache.path / "features.h5").is_file() and not list(cache.parts.glob("*.h5"))
+
+
+def test_a_tmpfs_cache_filling_up_or_read_only(tmp_path, make_config):
+    """A real small file system (a tmpfs in a private mount namespace; skipped where that is not permitted)."""
+    _dataset(tmp_path / "data")
+    path = make_config()
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    extract = f"{sys.executable} -m videoclf extract --config {path}"
+    script = f"""
+    mount -t tmpfs -o size=64k tmpfs {cache_dir} || exit 77
+    {extract}; echo "rc=$?"
+    echo ==== ; mount -o remount,size=280k {cache_dir}; {extract}; echo "rc=$?"
+    echo ==== ; mount -o remount,size=4m {cache_dir}; {extract}; echo "rc=$?"
+    echo ==== ; mount -t tmpfs -o ro,size=4m tmpfs {cache_dir}; {extract}; echo "rc=$?"
+    """
+    try:
+        result = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
+                                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    except FileNotFoundError:
+        pytest.skip("unshare is not installed")
+    if result.returncode == 77 or "unshare:" in result.stderr[:300]:
+        pytest.skip(f"cannot mount a private tmpfs here: {result.stderr[:200]}")
+    runs = [run.strip() for run in (result.stdout + result.stderr).split("====")]
+    stdout_runs = result.stdout.split("====")
+    assert len(stdout_runs) == 4, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr[-3000:]
+    assert [run.strip().splitlines()[-1] for run in stdout_runs] == ["rc=2", "rc=2", "rc=0", "rc=2"], runs
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 3, result.stderr
+    assert "Not enough space for the feature cache" in errors[0]  # refused before any work
+    assert "No space left on device" in errors[1] and "Extracted and kept" in errors[1]  # filled mid-way
+    assert "Read-only file system" in errors[2] and str(cache_dir) in errors[2]
+    assert "videos cached" in stdout_runs[2]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import time
@@ -41,6 +42,21 @@ from videoclf.versions import installed_versions
 
 SCHEMA_VERSION = 1
 CONSOLIDATED = "features.h5"
+
+
+class CacheWriteError(CacheError):
+    """Writing into the cache folder failed (full disk, read-only folder, quota); committed entries are kept."""
+
+    def __init__(self, folder: Path, reason: str):
+        self.folder, self.reason = folder, reason
+        super().__init__(f"Cannot write to the feature cache folder {folder}: {reason}. Make room or make it "
+                         "writable, or set cache.dir to another folder (e.g. --set cache.dir=/scratch/features_cache); "
+                         "re-running resumes from what was written.")
+
+
+def _reason(exc: OSError) -> str:
+    text = str(exc).strip()
+    return exc.strerror or (text.splitlines()[0] if text else type(exc).__name__)
 
 
 @dataclass(frozen=True)
@@ -110,9 +126,16 @@ class FeatureCache:
         """Exclusive access for the block; says so when it has to wait."""
         from videoclf.locks import waiting_lock
 
-        self.parts.mkdir(parents=True, exist_ok=True)
-        with waiting_lock(self._lock.lock_file, f"{self.path}: {wait_message}", self._lock):
+        try:
+            self.parts.mkdir(parents=True, exist_ok=True)
+            lock = waiting_lock(self._lock.lock_file, f"{self.path}: {wait_message}", self._lock)
+            lock.__enter__()
+        except OSError as exc:  # a read-only or full file system, a folder we may not write
+            raise CacheWriteError(self.path, _reason(exc)) from None
+        try:
             yield self
+        finally:
+            lock.__exit__(None, None, None)
 
     # -- reading ---------------------------------------------------------
     def files(self) -> list[Path]:
@@ -240,8 +263,27 @@ class FeatureCache:
 
     # -- writing ---------------------------------------------------------
     def _write_file(self, target: Path, entries: list[Entry]) -> None:
+        """Builds the HDF5 file in memory, then writes it with plain file I/O to a temporary name and renames it.
+
+        HDF5 itself never writes to disk here: on a full disk or quota it leaves half-closed objects that
+        crash the interpreter at exit, while a failed ``write`` is an ordinary, recoverable ``OSError``.
+        """
+        image = io.BytesIO()
+        self._write_entries(image, entries)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        with h5py.File(tmp, "w") as handle:
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(image.getbuffer())
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except OSError as exc:  # full disk, quota, read-only: the partial file goes, everything committed stays
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise CacheWriteError(target.parent, _reason(exc)) from None
+
+    def _write_entries(self, image: io.BytesIO, entries: list[Entry]) -> None:
+        with h5py.File(image, "w") as handle:
             handle.attrs["key"] = json.dumps(self.key, sort_keys=True)
             handle.attrs["schema_version"] = SCHEMA_VERSION
             handle.attrs["written_by"] = json.dumps(_versions())
@@ -255,7 +297,10 @@ class FeatureCache:
             handle.create_dataset(
                 "features", data=np.stack([e.features for e in entries]).astype(self.dtype),
                 chunks=(1, self.max_length, self.dim), fletcher32=True)
-        os.replace(tmp, target)
+
+    def bytes_per_video(self) -> int:
+        """Disk space one cached video takes (features, mask and bookkeeping), for space estimates."""
+        return self.max_length * (self.dim * self.dtype.itemsize + 1) + 512
 
     def commit(self, entries: list[Entry]) -> None:
         """Durably adds entries (caller holds the lock): one new part file."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import shutil
 import sys
 import time
 from collections import deque
@@ -22,8 +23,8 @@ from tqdm.auto import tqdm
 
 from videoclf.config import Config
 from videoclf.data.table import read_video_table
-from videoclf.errors import DataError, VideoError
-from videoclf.features.cache import Entry, FeatureCache, VideoRef
+from videoclf.errors import CacheError, DataError, VideoError
+from videoclf.features.cache import CacheWriteError, Entry, FeatureCache, VideoRef
 from videoclf.features.decode import DecodedClip, decode_sampled
 from videoclf.features.extractors import FEATURE_DIMS, WeightsSource, build_frame_model, resolve_weights
 from videoclf.features.sample import SAMPLING_RULE
@@ -165,11 +166,15 @@ def _write_bad_report(cache: FeatureCache, requested: list[VideoRef], bad: dict[
                     if row.get("video") and row["video"] not in asked}
     kept.update(bad)
     temporary = cache.report.with_suffix(".csv.tmp")
-    with temporary.open("w", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["video", "reason"])
-        writer.writerows(sorted(kept.items()))
-    temporary.replace(cache.report)
+    try:
+        with temporary.open("w", newline="") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(["video", "reason"])
+            writer.writerows(sorted(kept.items()))
+        temporary.replace(cache.report)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise CacheWriteError(cache.path, exc.strerror or str(exc)) from None
 
 
 def extract_videos(config: Config, videos: list[VideoRef], weights: WeightsSource | None = None,
@@ -187,10 +192,18 @@ def extract_videos(config: Config, videos: list[VideoRef], weights: WeightsSourc
     with cache.locked("waiting for another extract process to finish"):
         cache.clear_stale_temporaries()
         todo = cache.missing(videos)
-        if todo:
-            _run(config, weights, cache, todo, report, progress)
-            cache.compact()
-        _write_bad_report(cache, videos, report.bad)
+        try:
+            if todo:
+                _check_space(cache, len(todo))
+                _run(config, weights, cache, todo, report, progress)
+            cache.compact()  # also merges parts an earlier run left when its merge failed
+            _write_bad_report(cache, videos, report.bad)
+        except CacheWriteError as exc:
+            left = len(todo) - report.extracted - len(report.bad)
+            raise CacheError(f"{exc} Extracted and kept: {report.extracted} videos; left to extract: {left}; the "
+                             f"rest of the work needs about {_megabytes(_space_needed(cache, left))} MB (parts, "
+                             f"then their merge into {cache.consolidated.name}); "
+                             f"{_megabytes(_free_bytes(cache.path))} MB are free there now.") from None
     usable = len(videos) - len(report.bad)
     if videos and (usable == 0 or len(report.bad) / len(videos) > config.cache.max_bad_fraction):
         raise DataError(
@@ -198,6 +211,28 @@ def extract_videos(config: Config, videos: list[VideoRef], weights: WeightsSourc
             f"cache.max_bad_fraction={config.cache.max_bad_fraction}). Reasons are listed in {cache.report}."
         )
     return report
+
+
+def _free_bytes(folder: Path) -> int:
+    return shutil.disk_usage(folder).free
+
+
+def _megabytes(n_bytes: int) -> str:
+    return f"{n_bytes / 1e6:.1f}"
+
+
+def _space_needed(cache: FeatureCache, n_new: int) -> int:
+    """Bytes to extract ``n_new`` more videos: their parts, then one merged file of every entry beside the old."""
+    return cache.bytes_per_video() * (2 * n_new + len(cache.index()))
+
+
+def _check_space(cache: FeatureCache, n_videos: int) -> None:
+    """Refuses to start when the cache folder obviously cannot hold the result (parts, then their merge)."""
+    needed, free = _space_needed(cache, n_videos), _free_bytes(cache.path)
+    if needed > free:
+        raise CacheError(f"Not enough space for the feature cache in {cache.path}: {n_videos} videos need about "
+                         f"{_megabytes(needed)} MB, {_megabytes(free)} MB are free. Make room or set cache.dir to "
+                         "another folder (e.g. --set cache.dir=/scratch/features_cache).")
 
 
 def _run(config, weights, cache, todo, report, progress) -> None:
