@@ -52,3 +52,21 @@ def test_bad_files_raise_video_error_with_reason(tmp_path, kind, message):
     with pytest.raises(VideoError, match=message) as info:
         decode_sampled(path, 8, 32)
     assert str(path) in str(info.value)
+
+
+def test_what_is_not_a_video_file_is_refused_without_being_opened(tmp_path):
+    import os
+    import re
+
+    fifo = tmp_path / "pipe.avi"
+    os.mkfifo(fifo)  # opening it would block until a writer comes: never
+    (tmp_path / "folder.avi").mkdir()
+    (tmp_path / "empty.avi").touch()
+    cases = {fifo: "not a regular file", "/dev/zero": "not a regular file", tmp_path / "folder.avi": "is a folder",
+             tmp_path / "empty.avi": "empty file", tmp_path / "missing.avi": "file not found",
+             tmp_path / ("x" * 300 + ".avi"): "cannot be read (File name too long)",
+             "/" + "/".join(["d" * 200] * 30) + "/v.avi": "cannot be read (File name too long)"}
+    for path, reason in cases.items():
+        with pytest.raises(VideoError, match=re.escape(reason)) as caught:
+            decode_sampled(path, 8, 32)
+        assert len(str(caught.value)) < 400  # a 6000-character path is shown by its two ends

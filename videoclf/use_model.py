@@ -11,6 +11,7 @@ import pandas as pd
 from videoclf.config import Config
 from videoclf.errors import DataError, VideoclfError
 from videoclf.evaluation import Evaluation, evaluate_probabilities, format_report, write_report_files
+from videoclf.features.decode import shown
 from videoclf.inference import ERROR_COLUMN, WARNING_COLUMN, load_settings, sampled_frames
 
 
@@ -39,7 +40,7 @@ def load_video_model(uri: str):
 def format_prediction(row: pd.Series, classes: list[str]) -> str:
     """The seed's display: classes sorted by probability, as percentages (a window's span first)."""
     if isinstance(row[ERROR_COLUMN], str):
-        return f"{row['video_path']}\n  error: {row[ERROR_COLUMN]}"
+        return f"{shown(row['video_path'])}\n  error: {row[ERROR_COLUMN]}"
     title = str(row["video_path"])
     if row.get("kind") == "window":
         title += f"  [{row['window_start']:.1f} s - {row['window_end']:.1f} s]"

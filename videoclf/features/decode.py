@@ -9,6 +9,8 @@ samples again with the true count.
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,15 +41,36 @@ def to_model_frame(frame_bgr: np.ndarray, image_size: int, crop: str) -> np.ndar
     return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
 
+def shown(path: Path | str, limit: int = 240) -> str:
+    """A path as error messages show it: whole, or its two ends around an ellipsis when very long."""
+    text = str(path)
+    return text if len(text) <= limit else f"{text[: limit // 2 - 10]}…{text[-(limit // 2 - 10):]} ({len(text)} chars)"
+
+
+def check_video_file(path: Path) -> os.stat_result:
+    """A regular, non-empty file, checked with ``stat`` alone: devices, FIFOs, sockets and folders are refused
+    without being opened (a FIFO would block the decoder forever, ``/dev/zero`` never ends)."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise VideoError(f"{shown(path)}: file not found") from None
+    except OSError as exc:  # name too long, permission denied, a loop of symlinks...
+        raise VideoError(f"{shown(path)}: cannot be read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise VideoError(f"{shown(path)}: is a folder, not a video file")
+    if not stat.S_ISREG(info.st_mode):
+        raise VideoError(f"{shown(path)}: not a regular file (a device, FIFO or socket); refused without opening it")
+    if info.st_size == 0:
+        raise VideoError(f"{shown(path)}: empty file (0 bytes)")
+    return info
+
+
 def _open(path: Path) -> cv2.VideoCapture:
-    if not path.is_file():
-        raise VideoError(f"{path}: file not found")
-    if path.stat().st_size == 0:
-        raise VideoError(f"{path}: empty file (0 bytes)")
+    check_video_file(path)
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         capture.release()
-        raise VideoError(f"{path}: OpenCV cannot open it (corrupt file or unsupported codec)")
+        raise VideoError(f"{shown(path)}: OpenCV cannot open it (corrupt file or unsupported codec)")
     return capture
 
 
@@ -91,13 +114,13 @@ def decode_sampled(path: str | Path, length: int, image_size: int, crop: str = "
     wanted = uniform_indices(guess, length) if guess > 0 else np.arange(0)
     frames, decoded = _sampled_pass(path, wanted, image_size, crop)
     if decoded == 0:
-        raise VideoError(f"{path}: no frame could be decoded (truncated or corrupt)")
+        raise VideoError(f"{shown(path)}: no frame could be decoded (truncated or corrupt)")
     if decoded != guess:
         # Metadata was wrong (or absent): sample again with the count that decoded.
         wanted = uniform_indices(decoded, length)
         frames, second = _sampled_pass(path, wanted, image_size, crop)
         if second != decoded or any(f is None for f in frames):
-            raise VideoError(f"{path}: decoding is not repeatable ({decoded} then {second} frames)")
+            raise VideoError(f"{shown(path)}: decoding is not repeatable ({decoded} then {second} frames)")
     return DecodedClip(np.stack(frames), decoded, fps)
 
 
@@ -144,7 +167,7 @@ def decode_windows(path: str | Path, window_seconds: float, stride_seconds: floa
     """
     path = Path(path)
     if window_seconds <= 0 or stride_seconds <= 0:
-        raise VideoError(f"{path}: expected window and stride > 0 seconds. Received: {window_seconds}, "
+        raise VideoError(f"{shown(path)}: expected window and stride > 0 seconds. Received: {window_seconds}, "
                          f"{stride_seconds}")
     guess, fps = _metadata(path)
     window, stride = max(1, round(window_seconds * fps)), max(1, round(stride_seconds * fps))
@@ -157,12 +180,12 @@ def decode_windows(path: str | Path, window_seconds: float, stride_seconds: floa
     spans, picks, wanted = plan(guess) if guess > 0 else ([], [], np.arange(0))
     frames, decoded = _sampled_pass(path, wanted, image_size, crop)
     if decoded == 0:
-        raise VideoError(f"{path}: no frame could be decoded (truncated or corrupt)")
+        raise VideoError(f"{shown(path)}: no frame could be decoded (truncated or corrupt)")
     if decoded != guess:  # metadata was wrong (or absent): plan again with the count that decoded
         spans, picks, wanted = plan(decoded)
         frames, second = _sampled_pass(path, wanted, image_size, crop)
         if second != decoded or any(f is None for f in frames):
-            raise VideoError(f"{path}: decoding is not repeatable ({decoded} then {second} frames)")
+            raise VideoError(f"{shown(path)}: decoding is not repeatable ({decoded} then {second} frames)")
     by_index = dict(zip(wanted.tolist(), frames))
     return [ClipWindow(start, end, fps, np.stack([by_index[i] for i in pick.tolist()]))
             for (start, end), pick in zip(spans, picks)]
