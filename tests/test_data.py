@@ -65,8 +65,6 @@ def test_grow_and_shrink_hold_the_same_kind_of_frames_in_opposite_order(tmp_path
     ("name,label\na.avi,X\n", "expected columns video_name,tag"),
     ("video_name,tag\na.avi,\n", "line 2: empty"),
     ("video_name,tag\na.avi,X\na.avi,Y\n", "more than once"),
-    ("video_name,tag\n../secret.avi,X\n", "outside the data root"),
-    ("video_name,tag\n/etc/passwd,X\n", "outside the data root"),
     ("video_name,tag\n", "lists no videos"),
 ])
 def test_bad_csvs_give_one_clear_error(tmp_path, content, message):

@@ -293,3 +293,20 @@ def test_a_tmpfs_cache_filling_up_or_read_only(tmp_path, make_config):
     assert "No space left on device" in errors[1] and "Extracted and kept" in errors[1]  # filled mid-way
     assert "Read-only file system" in errors[2] and str(cache_dir) in errors[2]
     assert "videos cached" in stdout_runs[2]
+
+
+def test_csv_rows_may_be_absolute_or_outside_the_data_root_with_stable_keys(tmp_path, make_config):
+    rows = _dataset(tmp_path / "data", n=4)
+    outside = write_video(tmp_path / "elsewhere" / "v_C0_g09_c01.avi", 12, seed=9)
+    listed = [(str(tmp_path / "data" / rows[0][0]), rows[0][1]),  # absolute, inside the root
+              (f"./{rows[1][0]}", rows[1][1]), (rows[2][0], rows[2][1]), (rows[3][0], rows[3][1]),
+              ("../elsewhere/v_C0_g09_c01.avi", "C0"), (str(outside), "C0")]
+    write_csv(tmp_path / "data" / "train.csv", listed[:5])
+    config = load_config(make_config())
+    videos, _ = split_videos(config, "train")
+    assert [v.key for v in videos] == [r[0] for r in rows] + [outside.as_posix()]
+    assert extract_videos(config, videos, progress=False).extracted == 5
+    write_csv(tmp_path / "data" / "train.csv", [(r[0], r[1]) for r in rows] + listed[5:])  # spelled differently
+    again, _ = split_videos(config, "train")
+    assert [v.key for v in again] == [v.key for v in videos]
+    assert extract_videos(config, again, progress=False).extracted == 0  # same keys: nothing extracted twice

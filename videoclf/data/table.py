@@ -19,20 +19,17 @@ def group_id(video_name: str) -> str | None:
     return match.group(1) if match else None
 
 
-def safe_relative(name: str, csv_path: Path) -> str:
-    """Refuses names that would escape the data root (absolute, ``..``, drive letters)."""
-    posix = name.replace("\\", "/")
-    path = PurePosixPath(posix)
-    if path.is_absolute() or re.match(r"^[A-Za-z]:", posix) or ".." in path.parts:
-        raise DataError(
-            f"{csv_path}: video_name {name!r} points outside the data root. "
-            "Expected a path relative to the videos folder, without '..'."
-        )
-    return str(path)
+def normalised_name(name: str) -> str:
+    """A ``video_name`` as a POSIX path: relative to the videos folder, or absolute; ``..`` is allowed.
+
+    A CSV is the user's own file on the user's machine (``find /data -name '*.avi'`` gives absolute
+    paths), so it may point anywhere; the trust boundary is the network (see ``videoclf serve``).
+    """
+    return name.replace("\\", "/")
 
 
 def read_video_table(csv_path: str | Path) -> pd.DataFrame:
-    """Loads and validates one split's CSV: columns, empty cells, duplicates, paths."""
+    """Loads and validates one split's CSV: columns, empty cells, duplicates."""
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise DataError(f"CSV not found: {csv_path}. Check data.root and data.train_csv/test_csv in the config.")
@@ -52,7 +49,7 @@ def read_video_table(csv_path: str | Path) -> pd.DataFrame:
     if not empty.empty:
         line = int(empty.index[0]) + 2  # header is line 1
         raise DataError(f"{csv_path}, line {line}: empty video_name or tag.")
-    table["video_name"] = [safe_relative(n, csv_path) for n in table["video_name"]]
+    table["video_name"] = [normalised_name(n) for n in table["video_name"]]
     dupes = table["video_name"][table["video_name"].duplicated()]
     if not dupes.empty:
         raise DataError(f"{csv_path}: video {dupes.iloc[0]!r} is listed more than once.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import shutil
 import sys
 import time
@@ -82,18 +83,17 @@ def in_shard(key: str, shard: tuple[int, int]) -> bool:
 
 def split_videos(config: Config, split: str, csv_path: Path | None = None,
                  videos_dir: Path | None = None) -> tuple[list[VideoRef], list[str]]:
-    """The videos (and their tags) of one split's CSV, keyed relative to the data root."""
+    """The videos (and their tags) of one split's CSV, keyed by their path relative to the data root
+    (the absolute path for a video outside it); paths are normalised without touching the disk, so a
+    key stays the same however the CSV spells the path."""
     csv_path = csv_path or config.data.csv_path(split)
     videos_dir = videos_dir or config.data.videos_dir(split)
     table = read_video_table(csv_path)
-    root = config.data.root
+    root = Path(os.path.normpath(config.data.root.absolute()))
     refs = []
     for name in table["video_name"]:
-        path = videos_dir / name
-        try:
-            key = path.relative_to(root).as_posix()
-        except ValueError:
-            key = path.as_posix()
+        path = Path(os.path.normpath((videos_dir / name).absolute()))
+        key = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
         refs.append(VideoRef.from_path(key, path))
     return refs, list(table["tag"])
 
