@@ -16,6 +16,7 @@ import yaml
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parents[1]
+MODEL = "models:/videoclf-test@champion"  # what the ``searched`` fixture registers
 
 
 def write_video(path: Path, n_frames: int, size=(64, 48), codec="MJPG", seed=0, fps=25) -> Path:
@@ -77,6 +78,34 @@ def tracking_uri(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     return uri
+
+
+@pytest.fixture(scope="session")
+def searched(tmp_path_factory):
+    """One tiny tracked search whose champion (``MODEL``) the model-using tests share."""
+    from videoclf.config import load_config
+    from videoclf.search.run import run_search
+
+    root = tmp_path_factory.mktemp("searched")
+    config_path = root / "cfg.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "data": {"root": str(root / "data"), "demo": {"seed": 5, "train_groups": 3, "test_groups": 1,
+                                                      "clips_per_group": 2, "min_frames": 12, "max_frames": 30}},
+        "sampling": {"max_seq_length": 8, "image_size": 64},
+        "extractor": {"name": "efficientnet_lite0", "weights": "imagenet", "batch_size": 8},
+        "cache": {"dir": str(root / "cache")},
+        "search": {"seq_length": [4], "num_gru_layers": [1], "gru_units": [[8]], "batch_size": [8]},
+        "tuning": {"max_trials": 1, "directory": str(root / "tuner"), "final_seeds": 1, "baselines": []},
+        "training": {"epochs": 3, "validation_fraction": 0.34},
+        "tracking": {"experiment_name": "test", "registered_model_name": "videoclf-test"},
+    }))
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:  # only while searching: users pass ``uri`` explicitly
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.chdir(root)  # MLflow's artifact store lands beside the database
+        result = run_search(load_config(config_path), "searched", progress=False)
+    return {"root": root, "uri": uri, "config": config_path, "result": result,
+            "videos": sorted((root / "data").glob("v_*_g01_*.avi"))}
 
 
 def free_port() -> int:

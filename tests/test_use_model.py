@@ -4,46 +4,16 @@ import json
 import os
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
 
-from videoclf.config import load_config
-from videoclf.search.run import run_search
 
-from conftest import REPO, free_port, wait_until_up, write_video
+from conftest import MODEL, REPO, free_port, wait_until_up, write_video
 
-MODEL = "models:/videoclf-test@champion"
-
-
-@pytest.fixture(scope="module")
-def searched(tmp_path_factory):
-    """One tiny tracked search whose champion the tests below use."""
-    root = tmp_path_factory.mktemp("searched")
-    config_path = root / "cfg.yaml"
-    config_path.write_text(yaml.safe_dump({
-        "data": {"root": str(root / "data"), "demo": {"seed": 5, "train_groups": 3, "test_groups": 1,
-                                                      "clips_per_group": 2, "min_frames": 12, "max_frames": 30}},
-        "sampling": {"max_seq_length": 8, "image_size": 64},
-        "extractor": {"name": "efficientnet_lite0", "weights": "imagenet", "batch_size": 8},
-        "cache": {"dir": str(root / "cache")},
-        "search": {"seq_length": [4], "num_gru_layers": [1], "gru_units": [[8]], "batch_size": [8]},
-        "tuning": {"max_trials": 1, "directory": str(root / "tuner"), "final_seeds": 1, "baselines": []},
-        "training": {"epochs": 3, "validation_fraction": 0.34},
-        "tracking": {"experiment_name": "test", "registered_model_name": "videoclf-test"},
-    }))
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        patch.chdir(root)  # MLflow's artifact store lands beside the database
-        result = run_search(load_config(config_path), "searched", progress=False)
-        yield {"root": root, "uri": uri, "config": config_path, "result": result,
-               "videos": sorted((root / "data").glob("v_*_g01_*.avi"))}
 
 
 def _run(args, cwd, uri, timeout=300):
@@ -57,8 +27,9 @@ def test_pyfunc_predicts_paths_in_a_fresh_process_elsewhere(searched, tmp_path):
     script = f"""
 import json, mlflow, pandas as pd
 model = mlflow.pyfunc.load_model({MODEL!r})
-table = model.predict({videos + [str(tmp_path / 'broken.avi')]!r})
-same = model.predict(pd.DataFrame({{"video_path": {videos!r}}}))
+table = model.predict(pd.DataFrame({{"video_path": {videos + [str(tmp_path / 'broken.avi')]!r}}}))
+with open({videos[0]!r}, "rb") as fh:  # bytes and paths mixed in one request
+    same = model.predict(pd.DataFrame({{"video_path": ["sent.avi", {videos[1]!r}], "video_bytes": [fh.read(), None]}}))
 print(json.dumps({{"labels": table.predicted_label.tolist(), "errors": table.error.tolist(),
                   "columns": list(table.columns), "same": same.predicted_label.tolist()}}))
 """
@@ -144,35 +115,6 @@ def test_evaluate_reproduces_the_tune_test_accuracy(searched):
     runs = client.search_runs([experiment.experiment_id], "tags.videoclf_role = 'evaluation'")
     assert len(runs) == 1 and runs[0].data.tags["model_version"] == searched["result"].registration.version
     assert runs[0].data.metrics["test_accuracy"] == pytest.approx(logged, abs=1e-9)
-
-
-def test_served_model_answers_on_localhost(searched):
-    port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": searched["uri"], "TF_CPP_MIN_LOG_LEVEL": "3"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", MODEL, "--env-manager", "local", "-h",
-         "127.0.0.1", "-p", str(port), "--workers", "1"],
-        cwd=searched["root"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}/ping", server)
-        body = json.dumps({"dataframe_split": {"columns": ["video_path", "window_seconds", "stride_seconds"],
-                                               "data": [[str(searched["videos"][0]), None, None],
-                                                        [str(searched["videos"][0]), 0.4, 0.2]]}}).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=120) as response:
-            answer = json.loads(response.read())
-        rows = answer["predictions"]
-        whole, windows = rows[0], [r for r in rows[1:] if r["kind"] == "window"]
-        meta = ("video_path", "predicted_label", "error", "warning", "kind", "window_start", "window_end")
-        probabilities = [v for k, v in whole.items() if k not in meta and v is not None]
-        assert len(probabilities) == 5 and abs(sum(probabilities) - 1) < 1e-3
-        assert whole["predicted_label"] in whole
-        assert len(windows) >= 2 and rows[-1]["kind"] == "video"  # windows through the REST server too
-        assert [w["window_start"] for w in windows] == sorted(w["window_start"] for w in windows)
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
 
 
 CHROMIUM = Path("/usr/bin/chromium")

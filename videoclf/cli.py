@@ -145,6 +145,23 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     evaluate_model(config, args.model or default_model_uri(config), args.split)
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    flags = {"host": args.host, "port": args.port, "workers": args.workers, "max_videos": args.max_videos,
+             "max_request_mb": args.max_request_mb, "timeout_s": args.timeout, "max_waiting": args.max_waiting}
+    extra = [f"serving.{key}={value}" for key, value in flags.items() if value is not None]
+    config = _config(args, extra, optional=True)
+    serving = config.serving
+    from videoclf.serving import Limits, serve
+    from videoclf.use_model import default_model_uri
+
+    if args.verbose:
+        os.environ["VIDEOCLF_VERBOSE"] = "1"  # read by each worker process
+    serve(args.model or default_model_uri(config), host=serving.host, port=serving.port, workers=serving.workers,
+          allowed_roots=[*serving.allowed_roots, *args.allow_root],
+          limits=Limits(serving.max_videos, int(serving.max_request_mb * 2**20), serving.timeout_s,
+                        serving.max_waiting))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="videoclf", description=__doc__.splitlines()[0])
     parser.add_argument("--verbose", action="store_true",
@@ -208,6 +225,23 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", help="model URI (default: models:/<tracking.registered_model_name>@champion)")
     evaluate.add_argument("--split", choices=("train", "test"), default="test")
     evaluate.set_defaults(func=cmd_evaluate)
+    serve = commands.add_parser("serve", help="serve a registered model over HTTP (MLflow's scoring protocol, "
+                                              "with limits and an allowed-root policy for paths)")
+    _common(serve)
+    serve.add_argument("--model", help="model URI (default: models:/<tracking.registered_model_name>@champion)")
+    serve.add_argument("--host", help="interface to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, help="port (default 8000)")
+    serve.add_argument("--workers", type=int, help="worker processes, each with its own copy of the model (default 1)")
+    serve.add_argument("--allow-root", type=Path, action="append", default=[], metavar="DIR",
+                       help="a folder whose files clients may name by video_path (repeatable; default: none, "
+                            "clients send video_bytes)")
+    serve.add_argument("--max-videos", type=int, help="videos per request (default 16)")
+    serve.add_argument("--max-request-mb", type=float, help="request body size in MiB (default 64)")
+    serve.add_argument("--timeout", type=float, metavar="SECONDS",
+                       help="per request, from its arrival; videos not started by then come back with an error "
+                            "(default 60)")
+    serve.add_argument("--max-waiting", type=int, help="requests queued per worker before 503 (default 8)")
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 

@@ -241,8 +241,21 @@ class TrackingConfig(_Section):
     champion_alias: str = "champion"
 
 
+class ServingConfig(_Section):
+    """``videoclf serve``: where it listens, what it may read, and how much work one request may ask for."""
+
+    host: str = "127.0.0.1"  # this machine only; 0.0.0.0 (all interfaces) only behind a proxy you trust
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1)
+    allowed_roots: list[Path] = []  # folders whose files may be named by path; none: bytes only
+    max_videos: int = Field(16, ge=1)  # per request
+    max_request_mb: float = Field(64.0, gt=0)  # per request body (base64 adds a third to the videos' size)
+    timeout_s: float = Field(60.0, gt=0)  # from arrival; videos not started by then come back with an error
+    max_waiting: int = Field(8, ge=0)  # requests queued per worker beyond the one running; more get 503
+
+
 class Config(_Section):
-    """One experiment: data, features, search and tracking."""
+    """One experiment: data, features, search, tracking and serving."""
 
     data: DataConfig = DataConfig()
     sampling: SamplingConfig = SamplingConfig()
@@ -252,6 +265,7 @@ class Config(_Section):
     tuning: TuningConfig = TuningConfig()
     training: TrainingConfig = TrainingConfig()
     tracking: TrackingConfig = TrackingConfig()
+    serving: ServingConfig = ServingConfig()
 
     @model_validator(mode="after")
     def _first_trials_in_space(self) -> "Config":

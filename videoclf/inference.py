@@ -9,7 +9,14 @@ from any working directory, without the feature cache.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import contextvars
 import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +28,106 @@ SETTINGS = "settings.json"
 ERROR_COLUMN = "error"
 LABEL_COLUMN = "predicted_label"
 WARNING_COLUMN = "warning"
+PATH_COLUMN = "video_path"
+BYTES_COLUMN = "video_bytes"
 LONG_VIDEO_FACTOR = 4  # warn when a video is this many times longer than the longest training clip
 PREDICT_CHUNK = 32  # videos decoded and extracted at a time
+ALLOWED_ROOTS_ENV = "VIDEOCLF_ALLOWED_ROOTS"  # os.pathsep-separated folders a served model may read paths from
+
+# When the serving app sets it, a request stops taking new videos at this time.monotonic() value; the rows
+# left get an error (the work is bounded, not merely abandoned by a 504). Context variables follow the request
+# into the worker thread that runs the prediction.
+REQUEST_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("videoclf_deadline", default=None)
 
 
-def video_paths(model_input: Any) -> list[str]:
-    """Accepts a DataFrame with ``video_path``, a Series, a list of paths, or one path."""
-    if isinstance(model_input, pd.DataFrame):
-        if "video_path" not in model_input.columns:
-            raise ValueError(f"Expected a 'video_path' column. Received columns: {list(model_input.columns)}")
-        return [str(p) for p in model_input["video_path"]]
-    if isinstance(model_input, (str, Path)):
-        return [str(model_input)]
-    if isinstance(model_input, dict) and "video_path" in model_input:
-        return [str(p) for p in np.atleast_1d(model_input["video_path"])]
-    return [str(p) for p in model_input]
+class RequestError(ValueError):
+    """The request itself is malformed (no usable column): the whole request is refused with this message."""
+
+
+@dataclass(frozen=True)
+class VideoRequest:
+    """One row of a request: a file to read (``path``) or the file's bytes (``data``); ``name`` is echoed back."""
+
+    name: str | None
+    path: str | None = None
+    data: bytes | None = None
+    error: str | None = None
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA
+
+
+def _as_bytes(value: Any) -> bytes:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, str):  # base64 text, when no signature made MLflow decode it
+        return base64.b64decode(value, validate=True)
+    raise TypeError(f"expected bytes (base64 in JSON). Received: {type(value).__name__}")
+
+
+def video_requests(model_input: Any) -> list[VideoRequest]:
+    """Rows from a DataFrame (or dict of columns) with ``video_path`` and/or ``video_bytes``, a list of paths or
+    bytes, or one path. A row with bytes is decoded from them (its ``video_path``, if any, is only its name)."""
+    if isinstance(model_input, dict):
+        model_input = pd.DataFrame({k: np.atleast_1d(v) if not isinstance(v, list) else v
+                                    for k, v in model_input.items()})
+    if isinstance(model_input, (str, Path, bytes)):
+        model_input = [model_input]
+    if not isinstance(model_input, pd.DataFrame):
+        items = list(model_input)
+        return [VideoRequest(None, data=bytes(i)) if isinstance(i, (bytes, bytearray)) else VideoRequest(str(i), str(i))
+                for i in items]
+    if PATH_COLUMN not in model_input.columns and BYTES_COLUMN not in model_input.columns:
+        raise RequestError(f"Expected a '{PATH_COLUMN}' (string) and/or '{BYTES_COLUMN}' (binary; base64 in JSON) "
+                           f"column. Received columns: {[str(c) for c in model_input.columns]}")
+    paths = model_input[PATH_COLUMN] if PATH_COLUMN in model_input.columns else [None] * len(model_input)
+    blobs = model_input[BYTES_COLUMN] if BYTES_COLUMN in model_input.columns else [None] * len(model_input)
+    rows = []
+    for path, blob in zip(paths, blobs):
+        name = None if _missing(path) else str(path)
+        if not _missing(blob):
+            try:
+                rows.append(VideoRequest(name, data=_as_bytes(blob)))
+            except (TypeError, ValueError) as exc:
+                rows.append(VideoRequest(name, error=f"{BYTES_COLUMN} is not readable: {exc}"))
+        elif name is not None:
+            rows.append(VideoRequest(name, path=name))
+        else:
+            rows.append(VideoRequest(None, error=f"empty row: expected {PATH_COLUMN} or {BYTES_COLUMN}"))
+    return rows
+
+
+def serving() -> bool:
+    """True inside a model server (MLflow's scoring server sets this; so does ``videoclf serve``)."""
+    from mlflow.environment_variables import _MLFLOW_IS_IN_SERVING_ENVIRONMENT
+
+    return str(_MLFLOW_IS_IN_SERVING_ENVIRONMENT.get() or "").lower() == "true"
+
+
+def allowed_roots() -> list[Path] | None:
+    """Folders a served model may read paths from (resolved); None when any path may be read (in-process use)."""
+    raw = os.environ.get(ALLOWED_ROOTS_ENV)
+    if raw is None and not serving():
+        return None
+    return [Path(p).resolve() for p in (raw or "").split(os.pathsep) if p]
+
+
+def path_refusal(path: str, roots: list[Path] | None) -> str | None:
+    """Why a served model will not read ``path`` (None: it may). Symlinks are followed before the check."""
+    if roots is None:
+        return None
+    if not roots:
+        return ("this server reads no paths (start it with --allow-root DIR to allow a folder); "
+                f"send the file's bytes in {BYTES_COLUMN} instead")
+    try:
+        real = Path(os.path.realpath(path))
+    except (OSError, ValueError) as exc:
+        return f"path cannot be resolved ({exc})"
+    if not any(real.is_relative_to(root) for root in roots):
+        return (f"path is outside the folders this server may read ({os.pathsep.join(map(str, roots))}); send "
+                f"the file's bytes in {BYTES_COLUMN} instead")
+    return None
 
 
 class VideoClassifier(mlflow.pyfunc.PythonModel):
@@ -80,61 +172,80 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         return self.sequence_model.predict(sequences, verbose=0)
 
     def features(self, paths: list[str]) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
-        """Cache-equivalent features ``(N, L, D)`` and real-frame counts; errors by row."""
-        features, stored, errors, _ = self._decode_and_encode(paths)
+        """Cache-equivalent features ``(N, L, D)`` and real-frame counts of video files; errors by row."""
+        rows = [VideoRequest(str(p), path=str(p)) for p in paths]
+        with _video_files(rows) as files:
+            features, stored, errors, _ = self._decode_and_encode(files, {})
         return features, stored, errors
 
-    def _decode_and_encode(self, paths: list[str]):
+    def _decode_and_encode(self, files: list[str | None], errors: dict[int, str]):
+        """Decodes each file (rows already in ``errors`` are skipped) until the request's deadline, if any."""
         from videoclf.errors import VideoError
         from videoclf.features.decode import decode_sampled
 
-        errors: dict[int, str] = {}
+        errors = dict(errors)
         clips: dict[int, np.ndarray] = {}
         durations: dict[int, float] = {}  # seconds
-        for row, path in enumerate(paths):
+        deadline = REQUEST_DEADLINE.get()
+        for row, file in enumerate(files):
+            if row in errors:
+                continue
+            if deadline is not None and time.monotonic() > deadline:
+                errors[row] = TIME_LIMIT_ERROR
+                continue
             try:
-                clip = decode_sampled(path, self.sampling.max_seq_length, self.sampling.image_size, self.sampling.crop)
+                clip = decode_sampled(file, self.sampling.max_seq_length, self.sampling.image_size, self.sampling.crop)
             except VideoError as exc:
                 errors[row] = str(exc)
                 continue
             clips[row], durations[row] = clip.frames, clip.n_frames / clip.fps
-        features = np.zeros((len(paths), self.sampling.max_seq_length, self.frames_model.dim), np.float32)
-        stored = np.zeros(len(paths), np.int64)
+        features = np.zeros((len(files), self.sampling.max_seq_length, self.frames_model.dim), np.float32)
+        stored = np.zeros(len(files), np.int64)
         if clips:
             rows = list(clips)
             features[rows], stored[rows] = self._encode(list(clips.values()))
         return features, stored, errors, durations
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        paths = video_paths(model_input)
-        windows = window_requests(model_input, params, len(paths))
+        rows = video_requests(model_input)
+        roots = allowed_roots()
+        rows = [VideoRequest(r.name, error=refusal) if r.path is not None and (refusal := path_refusal(r.path, roots))
+                else r for r in rows]
+        windows = window_requests(model_input, params, len(rows))
         if any(w is not None for w in windows):
-            tables = [self._predict_windows(path, *w) if w else _whole_video_row(self._predict_chunk([path]))
-                      for path, w in zip(paths, windows)]
+            tables = [self._predict_windows(row, *w) if w else _whole_video_row(self._predict_chunk([row]))
+                      for row, w in zip(rows, windows)]
             return pd.concat(tables, ignore_index=True)
-        # Chunks keep memory flat however many videos come in (frames are held per chunk only).
-        chunks = [self._predict_chunk(paths[i: i + PREDICT_CHUNK]) for i in range(0, len(paths), PREDICT_CHUNK)]
+        # Chunks keep memory and temporary files bounded however many videos come in.
+        chunks = [self._predict_chunk(rows[i: i + PREDICT_CHUNK]) for i in range(0, len(rows), PREDICT_CHUNK)]
         return pd.concat(chunks, ignore_index=True) if chunks else self._predict_chunk([])
 
-    def _table(self, paths: list[str], probabilities: np.ndarray, errors: dict[int, str],
+    def _table(self, names: list[str | None], probabilities: np.ndarray, errors: dict[int, str],
                warnings: dict[int, str] | None = None) -> pd.DataFrame:
         table = pd.DataFrame(probabilities, columns=self.classes)
-        table.insert(0, "video_path", paths)
+        if errors and serving():  # JSON has no NaN: a row without probabilities says null
+            for name in self.classes:
+                table[name] = pd.Series([None if i in errors else float(v) for i, v in enumerate(table[name])],
+                                        dtype=object)
+        table.insert(0, PATH_COLUMN, pd.Series(names, dtype=object))
         # object columns keep None (JSON null) for "no value"; pandas' string dtype would turn it into NaN
         table[LABEL_COLUMN] = pd.Series([None if i in errors else self.classes[int(np.argmax(probabilities[i]))]
-                                         for i in range(len(paths))], dtype=object)
-        table[ERROR_COLUMN] = pd.Series([errors.get(i) for i in range(len(paths))], dtype=object)
-        table[WARNING_COLUMN] = pd.Series([(warnings or {}).get(i) for i in range(len(paths))], dtype=object)
+                                         for i in range(len(names))], dtype=object)
+        table[ERROR_COLUMN] = pd.Series([errors.get(i) for i in range(len(names))], dtype=object)
+        table[WARNING_COLUMN] = pd.Series([(warnings or {}).get(i) for i in range(len(names))], dtype=object)
         return table
 
-    def _predict_chunk(self, paths: list[str]) -> pd.DataFrame:
-        features, stored, errors, durations = self._decode_and_encode(paths)
-        probabilities = np.full((len(paths), len(self.classes)), np.nan, np.float32)
-        good = [i for i in range(len(paths)) if i not in errors]
+    def _predict_chunk(self, rows: list[VideoRequest]) -> pd.DataFrame:
+        with _video_files(rows) as files:
+            features, stored, errors, durations = self._decode_and_encode(
+                files, {i: r.error for i, r in enumerate(rows) if r.error})
+        errors = {i: _name_sent_bytes(message, rows[i], files[i]) for i, message in errors.items()}
+        probabilities = np.full((len(rows), len(self.classes)), np.nan, np.float32)
+        good = [i for i in range(len(rows)) if i not in errors]
         if good:
             probabilities[good] = self._probabilities(features[good], stored[good])
         warnings = {i: message for i in good if (message := self.length_warning(durations[i]))}
-        return self._table(paths, probabilities, errors, warnings)
+        return self._table([r.name for r in rows], probabilities, errors, warnings)
 
     def length_warning(self, seconds: float) -> str | None:
         """Says so when a video (``seconds`` long) is far longer than the clips the model was trained on."""
@@ -147,24 +258,57 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
                 f"(at most {trained['max_seconds']:.1f} s): its frames are spread over the whole video; predict "
                 f"over windows instead (videoclf predict VIDEO --window {trained['median_seconds']:.1f})")
 
-    def _predict_windows(self, path: str, window: float, stride: float) -> pd.DataFrame:
+    def _predict_windows(self, row: VideoRequest, window: float, stride: float) -> pd.DataFrame:
         """One row per time window, then one ``kind=video`` row with the mean over the windows."""
         from videoclf.errors import VideoError
         from videoclf.features.decode import decode_windows
 
-        try:
-            spans = decode_windows(path, window, stride, self.sampling.max_seq_length, self.sampling.image_size,
-                                   self.sampling.crop)
-        except VideoError as exc:
-            return _whole_video_row(self._table([path], np.full((1, len(self.classes)), np.nan, np.float32),
-                                                {0: str(exc)}))
+        deadline = REQUEST_DEADLINE.get()
+        error = row.error or (TIME_LIMIT_ERROR if deadline is not None and time.monotonic() > deadline else None)
+        if error is None:
+            with _video_files([row]) as (file,):
+                try:
+                    spans = decode_windows(file, window, stride, self.sampling.max_seq_length,
+                                           self.sampling.image_size, self.sampling.crop)
+                except VideoError as exc:
+                    error = _name_sent_bytes(str(exc), row, file)
+        if error is not None:
+            return _whole_video_row(self._table([row.name], np.full((1, len(self.classes)), np.nan, np.float32),
+                                                {0: error}))
         probabilities = self._probabilities(*self._encode([w.frames for w in spans]))
         probabilities = np.concatenate([probabilities, probabilities.mean(axis=0, keepdims=True)])
-        table = self._table([path] * len(probabilities), probabilities, {})
+        table = self._table([row.name] * len(probabilities), probabilities, {})
         table.insert(1, "kind", ["window"] * len(spans) + ["video"])
         table.insert(2, "window_start", [w.start_seconds for w in spans] + [spans[0].start_seconds])
         table.insert(3, "window_end", [w.end_seconds for w in spans] + [spans[-1].end_seconds])
         return table
+
+
+TIME_LIMIT_ERROR = ("not processed: the request ran past its time limit; send fewer videos per request or "
+                    "raise the server's --timeout")
+
+
+def _name_sent_bytes(message: str, row: VideoRequest, file: str | None) -> str:
+    """Errors about sent bytes name the row as the client knows it, not our temporary file."""
+    if row.data is None or not file:
+        return message
+    return message.replace(file, f"{BYTES_COLUMN} of {row.name}" if row.name else BYTES_COLUMN)
+
+
+@contextlib.contextmanager
+def _video_files(rows: list[VideoRequest]):
+    """A file to decode per row (None for rows with an error): the path, or the bytes written to a private
+    temporary file that is removed afterwards (OpenCV decodes files, not memory)."""
+    files: list[str | None] = []
+    with tempfile.TemporaryDirectory(prefix="videoclf-request-") as folder:
+        for index, row in enumerate(rows):
+            if row.data is not None:
+                file = Path(folder) / f"video-{index}"
+                file.write_bytes(row.data)
+                files.append(str(file))
+            else:
+                files.append(row.path)
+        yield files
 
 
 def _whole_video_row(table: pd.DataFrame) -> pd.DataFrame:

@@ -95,6 +95,7 @@ def search_id_for(config: Config, name: str) -> str:
     identity["tuning"] = {k: v for k, v in identity["tuning"].items()
                           if k not in ("max_trials", "overwrite", "final_seeds", "baselines")}
     identity.pop("tracking")
+    identity.pop("serving")  # neither changes what the search finds
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
     return f"{name}-{digest}"
 

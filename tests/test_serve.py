@@ -1,0 +1,169 @@
+"""`videoclf serve` as real clients meet it: a real HTTP server on 127.0.0.1 serving the registered champion."""
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import mlflow
+import pandas as pd
+import pytest
+
+from conftest import MODEL, REPO, free_port, wait_until_up
+
+MAX_VIDEOS = 4
+
+
+def _strict_json(text: str):
+    """Parses like JavaScript's JSON.parse: NaN / Infinity are errors."""
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.fixture(scope="module")
+def server(searched, tmp_path_factory):
+    """One server for the module: an allowed root with a video, a FIFO, a folder and a symlink out of it."""
+    allowed = tmp_path_factory.mktemp("allowed")
+    video = allowed / "clip.avi"
+    video.write_bytes(searched["videos"][0].read_bytes())
+    os.mkfifo(allowed / "pipe.avi")
+    (allowed / "folder.avi").mkdir()
+    (allowed / "escape.avi").symlink_to("/etc/passwd")
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": searched["uri"], "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    log = (tmp_path_factory.mktemp("logs") / "serve.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "videoclf", "serve", "--model", MODEL, "--port", str(port), "--allow-root",
+         str(allowed), "--max-videos", str(MAX_VIDEOS), "--max-request-mb", "1", "--timeout", "120"],
+        cwd=searched["root"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/ping", process)
+        yield {"url": f"http://127.0.0.1:{port}", "process": process, "allowed": allowed, "video": video,
+               "log": log.name}
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+
+def _post(url: str, payload, content_type: str = "application/json"):
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    request = urllib.request.Request(f"{url}/invocations", data=body, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, _strict_json(response.read().decode())
+    except urllib.error.HTTPError as error:
+        return error.code, _strict_json(error.read().decode())
+
+
+def test_video_bytes_in_prediction_out(server, searched):
+    sent = base64.b64encode(searched["videos"][1].read_bytes()).decode()
+    junk = base64.b64encode(b"not a video").decode()
+    status, answer = _post(server["url"], {"dataframe_records": [{"video_bytes": sent, "video_path": "mine.avi"},
+                                                                 {"video_bytes": junk}]})
+    assert status == 200
+    good, bad = answer["predictions"]
+    meta = ("video_path", "predicted_label", "error", "warning")
+    probabilities = {k: v for k, v in good.items() if k not in meta}
+    assert len(probabilities) == 5 and abs(sum(probabilities.values()) - 1) < 1e-3
+    assert good["predicted_label"] == max(probabilities, key=probabilities.get) and good["error"] is None
+    assert good["video_path"] == "mine.avi"
+    assert bad["predicted_label"] is None and all(bad[c] is None for c in probabilities)  # null, never NaN
+    assert bad["error"].startswith("video_bytes: OpenCV cannot open it") and "/tmp" not in bad["error"]
+
+
+def test_paths_are_read_only_inside_the_allowed_root(server):
+    allowed = server["allowed"]
+    rows = [str(server["video"]), "/etc/passwd", str(allowed / "pipe.avi"), "/dev/zero", str(allowed / "escape.avi"),
+            str(allowed / "folder.avi"), str(allowed / ("x" * 5000 + ".avi"))]
+    errors = {}
+    for start in range(0, len(rows), MAX_VIDEOS):
+        chunk = rows[start: start + MAX_VIDEOS]
+        # a FIFO or /dev/zero opened by the decoder would hang this request until the client gives up
+        status, answer = _post(server["url"], {"dataframe_split": {"columns": ["video_path"],
+                                                                   "data": [[r] for r in chunk]}})
+        assert status == 200
+        errors.update({path: row["error"] for row, path in zip(answer["predictions"], chunk)})
+        for row, path in zip(answer["predictions"], chunk):
+            assert (row["predicted_label"] is not None) == (path == str(server["video"])), row
+    assert errors[str(server["video"])] is None
+    assert "outside the folders this server may read" in errors["/etc/passwd"]
+    assert "outside the folders this server may read" in errors["/dev/zero"]
+    assert "outside the folders this server may read" in errors[str(allowed / "escape.avi")]  # symlink followed
+    assert "not a regular file" in errors[str(allowed / "pipe.avi")]
+    assert "is a folder" in errors[str(allowed / "folder.avi")]
+    assert "File name too long" in errors[rows[-1]] and len(errors[rows[-1]]) < 400
+
+
+def test_windows_through_the_server(server):
+    status, answer = _post(server["url"], {"dataframe_split": {
+        "columns": ["video_path", "window_seconds", "stride_seconds"],
+        "data": [[str(server["video"]), None, None], [str(server["video"]), 0.4, 0.2]]}})
+    assert status == 200
+    rows = answer["predictions"]
+    windows = [r for r in rows[1:] if r["kind"] == "window"]
+    assert rows[0]["kind"] == "video" and rows[0]["window_start"] is None
+    assert len(windows) >= 2 and rows[-1]["kind"] == "video"
+    assert [w["window_start"] for w in windows] == sorted(w["window_start"] for w in windows)
+
+
+def test_oversized_and_malformed_requests_are_refused_and_the_next_is_answered(server):
+    path = str(server["video"])
+    status, answer = _post(server["url"], {"dataframe_split": {"columns": ["video_path"],
+                                                               "data": [[path]] * (MAX_VIDEOS + 1)}})
+    assert status == 413 and "at most 4" in answer["message"]
+    big = base64.b64encode(os.urandom(1_200_000)).decode()
+    status, answer = _post(server["url"], {"dataframe_records": [{"video_bytes": big}]})
+    assert status == 413 and "MiB" in answer["message"]
+    status, answer = _post(server["url"], {"dataframe_records": [{"path": path}]})
+    assert status == 400 and "video_path" in answer["message"] and "video_bytes" in answer["message"]
+    status, answer = _post(server["url"], b"{not json")
+    assert status == 400 and "not valid JSON" in answer["message"]
+    status, answer = _post(server["url"], f"video_path\n{path}\n".encode(), "text/csv")  # MLflow's CSV format too
+    assert status == 200 and answer["predictions"][0]["error"] is None
+
+
+def test_registered_model_declares_inputs_and_outputs(searched):
+    mlflow.set_tracking_uri(searched["uri"])
+    try:
+        signature = mlflow.models.get_model_info(MODEL).signature
+    finally:
+        mlflow.set_tracking_uri(None)
+    inputs = {c.name: c.type.name for c in signature.inputs.inputs}
+    assert inputs["video_path"] == "string" and inputs["video_bytes"] == "binary"
+    outputs = {c.name for c in signature.outputs.inputs}
+    assert {"predicted_label", "error"} <= outputs and len(outputs) >= 5 + 2
+
+
+def test_a_request_past_its_time_limit_stops_taking_videos(searched):
+    """In-process: the deadline the server sets per request; videos not started by then get an error."""
+    from videoclf.inference import REQUEST_DEADLINE
+
+    mlflow.set_tracking_uri(searched["uri"])
+    try:
+        model = mlflow.pyfunc.load_model(MODEL)
+    finally:
+        mlflow.set_tracking_uri(None)
+    token = REQUEST_DEADLINE.set(time.monotonic() - 1)
+    try:
+        table = model.predict(pd.DataFrame({"video_path": [str(v) for v in searched["videos"][:2]]}))
+    finally:
+        REQUEST_DEADLINE.reset(token)
+    assert table.predicted_label.isna().all() and table.error.str.contains("time limit").all()
+
+
+def test_sigterm_stops_the_server(server):
+    process = server["process"]
+    process.send_signal(signal.SIGTERM)  # as a process supervisor would
+    process.wait(timeout=60)  # raises if it does not stop
+    # uvicorn shuts down gracefully, then re-raises the signal it caught (so the exit status says SIGTERM)
+    assert process.returncode in (0, -signal.SIGTERM)
+    log = open(server["log"]).read()
+    assert "Traceback" not in log and "serving models:/videoclf-test@champion" in log

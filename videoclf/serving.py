@@ -1,0 +1,279 @@
+"""``videoclf serve``: the registered model behind MLflow's scoring protocol, with limits and a trust boundary.
+
+Same routes and request formats as ``mlflow models serve`` (``/invocations`` with
+``dataframe_split`` / ``dataframe_records`` / ``instances`` / ``inputs`` JSON or CSV,
+``/ping``, ``/health``, ``/version``); MLflow parses the request and serialises the
+answer. What this adds, for clients on other machines:
+
+- **bounded work**: a request may carry at most ``max_videos`` videos and
+  ``max_request_mb`` of body (413 otherwise, before any decoding); one prediction
+  runs at a time per worker, at most ``max_waiting`` more wait (503 beyond);
+  a request's videos not started ``timeout_s`` after it arrived come back with
+  an error, so work cannot pile up behind a slow request;
+- **a trust boundary**: paths are read only inside ``--allow-root`` folders
+  (symlinks resolved; none given: bytes only), see ``videoclf.inference``;
+- **strict JSON**: ``null``, never ``NaN``; a malformed request is a 400 that
+  names the expected columns.
+
+Workers are uvicorn processes, each loading the model once; SIGTERM stops
+accepting, lets running requests finish (they are bounded) and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from fastapi import FastAPI, Request  # FastAPI reads the handlers' annotations: Request must be global
+from fastapi.responses import Response
+from mlflow.exceptions import MlflowException
+
+from videoclf.inference import (
+    ALLOWED_ROOTS_ENV,
+    BYTES_COLUMN,
+    PATH_COLUMN,
+    REQUEST_DEADLINE,
+    RequestError,
+)
+
+MODEL_ENV = "VIDEOCLF_SERVE_MODEL"  # local path of the downloaded model, for each worker process
+LIMITS_ENV = "VIDEOCLF_SERVE_LIMITS"
+INPUT_COLUMNS = (PATH_COLUMN, BYTES_COLUMN, "window_seconds", "stride_seconds")
+DRAIN_FACTOR = 4  # bodies up to this many times the limit are read (and dropped) before answering 413
+JSON_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+EXPECTED = (f"Expected JSON like {{\"dataframe_records\": [{{\"{BYTES_COLUMN}\": \"<base64 of the file>\"}}]}} or "
+            f"{{\"dataframe_split\": {{\"columns\": [\"{PATH_COLUMN}\"], \"data\": [[\"/allowed/root/v.avi\"]]}}}}; "
+            f"columns: {', '.join(INPUT_COLUMNS)} (each row needs {PATH_COLUMN} or {BYTES_COLUMN})")
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_videos: int = 16
+    max_request_bytes: int = 64 * 2**20
+    timeout_s: float = 60.0
+    max_waiting: int = 8
+
+
+class Refused(Exception):
+    """A request refused as a whole, with its HTTP status and a message for the client."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers or {}
+
+
+class _TooManyVideos(MlflowException):
+    """Raised inside MLflow's ``invocations`` (which passes MlflowExceptions through) when the parsed request
+    holds more rows than allowed: formats we do not pre-check (Parquet) are bounded too."""
+
+    def __init__(self, refused: Refused):
+        super().__init__(refused.message)
+        self.refused = refused
+
+
+def request_shape(body: bytes, content_type: str) -> tuple[list[str], int] | None:
+    """The columns and row count of a JSON or CSV request, read before MLflow parses it (None: not checked
+    here, e.g. Parquet). Raises Refused (400) for a body that is not what the scoring protocol expects."""
+    mime = content_type.split(";")[0].strip().lower()
+    if mime == "text/csv":
+        lines = body.decode("utf-8", errors="replace").splitlines()
+        header = lines[0].split(",") if lines else []
+        return [c.strip().strip('"') for c in header], max(len(lines) - 1, 0)
+    if mime != "application/json":
+        return None
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Refused(400, f"The request body is not valid JSON ({exc}). {EXPECTED}") from None
+    keys = [k for k in JSON_FORMATS if isinstance(payload, dict) and k in payload]
+    if len(keys) != 1:
+        raise Refused(400, f"Expected exactly one of the keys {', '.join(JSON_FORMATS)}. Received: "
+                           f"{sorted(payload) if isinstance(payload, dict) else type(payload).__name__}. {EXPECTED}")
+    data = payload[keys[0]]
+    if keys[0] == "dataframe_split" and isinstance(data, dict):
+        rows = data.get("data") or []
+        columns, records = list(data.get("columns") or []), [dict(zip(data.get("columns") or [], r)) for r in rows]
+    elif isinstance(data, list) and all(isinstance(r, dict) for r in data):
+        records = data
+        columns = list(dict.fromkeys(k for r in records for k in r))
+    elif isinstance(data, dict):
+        columns = list(data)
+        lengths = [len(v) if isinstance(v, list) else 1 for v in data.values()]
+        records = [{k: (v[i] if isinstance(v, list) else v) for k, v in data.items()} for i in range(max(lengths, default=0))]
+    else:
+        raise Refused(400, f"'{keys[0]}' holds no named columns. {EXPECTED}")
+    if BYTES_COLUMN in columns and any(not isinstance(r.get(BYTES_COLUMN), str) for r in records):
+        # MLflow decodes base64 column by column: a null in it fails the whole request deep inside MLflow.
+        raise Refused(400, f"'{BYTES_COLUMN}' must hold base64 text in every row of a request; send rows by path "
+                           f"and rows by bytes in separate requests. {EXPECTED}")
+    return [str(c) for c in columns], len(records)
+
+
+def check_shape(columns: list[str], rows: int, limits: Limits) -> None:
+    unknown = [c for c in columns if c not in INPUT_COLUMNS]
+    if unknown or not ({PATH_COLUMN, BYTES_COLUMN} & set(columns)):
+        raise Refused(400, f"Unknown or missing columns: received {columns}. {EXPECTED}")
+    check_rows(rows, limits)
+
+
+def check_rows(rows: int, limits: Limits) -> None:
+    if rows > limits.max_videos:
+        raise Refused(413, f"{rows} videos in one request; this server takes at most {limits.max_videos} "
+                           "(split the request, or start the server with a higher --max-videos)")
+
+
+class _BoundedModel:
+    """What MLflow's ``invocations`` calls: the model, with the request's row limit checked first."""
+
+    def __init__(self, model, limits: Limits):
+        self.model, self.limits, self.metadata = model, limits, model.metadata
+
+    def predict(self, data, params=None):
+        try:
+            check_rows(len(data), self.limits)
+        except Refused as refused:
+            raise _TooManyVideos(refused) from None
+        return self.model.predict(data, params=params)
+
+
+def _json_response(status: int, message: str, headers: dict[str, str] | None = None):
+    error_code = {400: "BAD_REQUEST", 413: "REQUEST_LIMIT_EXCEEDED", 503: "TEMPORARILY_UNAVAILABLE",
+                  504: "DEADLINE_EXCEEDED"}.get(status, "INTERNAL_ERROR")
+    return Response(json.dumps({"error_code": error_code, "message": message}, allow_nan=False), status_code=status,
+                    media_type="application/json", headers=headers)
+
+
+def create_app(model, limits: Limits):
+    """The FastAPI app serving ``model`` (a loaded pyfunc) under ``limits``."""
+    from mlflow.pyfunc import scoring_server
+    from mlflow.version import VERSION
+
+    app = FastAPI(title="videoclf")
+    input_schema = model.metadata.get_input_schema()
+    bounded = _BoundedModel(model, limits)
+    gate = asyncio.Semaphore(1)  # one prediction at a time: it already uses every core
+    state = {"waiting": 0}
+
+    @app.get("/ping")
+    @app.get("/health")
+    async def ping():
+        return Response("\n", status_code=200, media_type="application/json")
+
+    @app.get("/version")
+    async def version():
+        return Response(VERSION, status_code=200, media_type="application/json")
+
+    async def _body(request: Request) -> bytes:
+        """The body, at most ``max_request_bytes``. A somewhat larger one is read and dropped before the 413, so
+        the client can read the answer (not a broken pipe); a far larger one is refused at once."""
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > DRAIN_FACTOR * limits.max_request_bytes:
+            raise Refused(413, _too_big(int(declared), limits))
+        chunks, size = [], 0
+        async for chunk in request.stream():  # also bounds bodies sent without a length
+            size += len(chunk)
+            if size > DRAIN_FACTOR * limits.max_request_bytes:
+                break
+            if size <= limits.max_request_bytes:
+                chunks.append(chunk)
+        if size > limits.max_request_bytes:
+            raise Refused(413, _too_big(size, limits))
+        return b"".join(chunks)
+
+    @app.post("/invocations")
+    async def invocations(request: Request):
+        arrived = time.monotonic()
+        content_type = request.headers.get("content-type") or "application/json"
+        try:
+            body = await _body(request)
+            shape = request_shape(body, content_type)
+            if shape is not None:
+                check_shape(*shape, limits)
+            if state["waiting"] >= limits.max_waiting and gate.locked():
+                raise Refused(503, f"busy: {state['waiting']} requests are waiting already; retry shortly",
+                              {"Retry-After": "5"})
+            state["waiting"] += 1
+            try:
+                await gate.acquire()
+            finally:
+                state["waiting"] -= 1
+            try:
+                if time.monotonic() - arrived > limits.timeout_s:
+                    raise Refused(504, f"waited longer than the request time limit ({limits.timeout_s:.0f} s) for "
+                                       "earlier requests; retry shortly", {"Retry-After": "5"})
+                REQUEST_DEADLINE.set(arrived + limits.timeout_s)  # followed into the prediction thread
+                result = await asyncio.to_thread(scoring_server.invocations, body, content_type, bounded,
+                                                 input_schema)
+            finally:
+                gate.release()
+        except Refused as refused:
+            return _json_response(refused.status, refused.message, refused.headers)
+        except _TooManyVideos as exc:
+            return _json_response(exc.refused.status, exc.refused.message)
+        except MlflowException as exc:
+            return _json_response(exc.get_http_status_code(), _client_message(exc))
+        return Response(result.response, status_code=result.status, media_type=result.mimetype)
+
+    return app
+
+
+def _too_big(size: int, limits: Limits) -> str:
+    return (f"request body of {size / 2**20:.1f} MiB; this server takes at most "
+            f"{limits.max_request_bytes / 2**20:.1f} MiB (send fewer or smaller videos per request, or start the "
+            "server with a higher --max-request-mb)")
+
+
+def _client_message(exc: MlflowException) -> str:
+    """MLflow's message without a stack trace or the request's data echoed back (megabytes of base64)."""
+    if isinstance(exc.__context__, RequestError):  # MLflow wraps what the model raised in a generic message
+        return f"{exc.__context__} {EXPECTED}"
+    message = exc.message
+    if message.startswith("Failed to predict data") and "\nError: " in message:
+        message = message.split("\nError: ", 1)[1]
+    return message[:2000]
+
+
+def app_from_environment():
+    """uvicorn's factory in each worker process: the model and limits come from the parent's environment."""
+    import mlflow.pyfunc
+
+    from videoclf.console import quiet_tensorflow
+
+    if not os.environ.get("VIDEOCLF_VERBOSE"):
+        quiet_tensorflow()
+    model = mlflow.pyfunc.load_model(os.environ[MODEL_ENV])
+    return create_app(model, Limits(**json.loads(os.environ[LIMITS_ENV])))
+
+
+def serve(model_uri: str, *, host: str, port: int, workers: int, allowed_roots: list[Path], limits: Limits) -> None:
+    """Downloads the model once, then runs ``workers`` uvicorn processes on ``host:port`` until SIGTERM/SIGINT."""
+    import mlflow
+    import uvicorn
+    from mlflow.environment_variables import _MLFLOW_IS_IN_SERVING_ENVIRONMENT
+
+    from videoclf.errors import VideoclfError
+
+    roots = []
+    for root in allowed_roots:
+        if not Path(root).is_dir():
+            raise VideoclfError(f"--allow-root {root}: not a folder")
+        roots.append(str(Path(root).resolve()))
+    try:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri)
+    except (MlflowException, OSError) as exc:
+        raise VideoclfError(f"Cannot load model {model_uri} from MLflow ({mlflow.get_tracking_uri()}): "
+                            f"{str(exc).splitlines()[0]}. Run `videoclf tune` first, or pass --model.") from None
+    os.environ[MODEL_ENV] = local
+    os.environ[LIMITS_ENV] = json.dumps(asdict(limits))
+    os.environ[ALLOWED_ROOTS_ENV] = os.pathsep.join(roots)
+    os.environ[_MLFLOW_IS_IN_SERVING_ENVIRONMENT.name] = "true"
+    reads = f"paths under {', '.join(roots)} and bytes" if roots else "video bytes only (no --allow-root)"
+    print(f"serving {model_uri} on http://{host}:{port}/invocations with {workers} worker(s); reads {reads}; "
+          f"limits: {limits.max_videos} videos and {limits.max_request_bytes / 2**20:.0f} MiB per request, "
+          f"{limits.timeout_s:.0f} s per request, {limits.max_waiting} waiting per worker", flush=True)
+    uvicorn.run("videoclf.serving:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                timeout_graceful_shutdown=int(limits.timeout_s) + 5, log_level="warning")
