@@ -262,6 +262,7 @@ def serve(model_uri: str, *, host: str, port: int, workers: int, allowed_roots: 
         if not Path(root).is_dir():
             raise VideoclfError(f"--allow-root {root}: not a folder")
         roots.append(str(Path(root).resolve()))
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri)
     except (MlflowException, OSError) as exc:
