@@ -1,20 +1,28 @@
-"""Feature-extraction speed, measured side by side in one run.
+"""Feature-extraction speed against the machine's limit, measured side by side in one run.
 
-(a) the seed notebook's loop (../shared/bench/seed_extract.py: decode every
-    frame, one predict per video), (b) the pure compiled InceptionV3 forward on
-    random frames of our batch shape (the ceiling on this machine), (c)
-    ``videoclf`` extraction cold and (d) warm (everything cached), all on a
-    UCF101-shaped corpus (320x240 XVID) from ../shared/bench/make_speed_corpus.py.
-    Also: peak RSS while extracting one 1920x1080 video of 5 minutes.
+For each extractor (EfficientNet-Lite0 with its ImageNet weights, InceptionV3
+with random weights: speed does not depend on them), at 224 px, 20 frames a
+video, on a UCF101-shaped corpus (320x240 XVID, ../shared/bench/make_speed_corpus.py):
 
-usage: python benchmarks/extract_speed.py [--videos 40] [--long-minutes 5] [--shared ../shared]
+- the machine's fp32 peak, measured here with a large matmul (NumPy and
+  TensorFlow, the better of the two);
+- the pure forward pass on random frames, batch 32, on TensorFlow (today's
+  runtime) and on LiteRT/XNNPACK: frames/s, achieved GFLOP/s (2 × multiply-adds
+  counted from the layers) and the share of the measured peak;
+- ``videoclf`` extraction in-process, cold cache, on each runtime;
+- whole processes, wall clock including imports and model build:
+  ``videoclf extract`` on each runtime (LiteRT with and without its converted
+  model kept from an earlier run) vs the seed notebook's loop
+  (../shared/bench/seed_extract.py, InceptionV3 only);
+- the demo config's main-job extraction (375 MJPG videos) on each runtime.
+
+usage: python benchmarks/extract_speed.py [--videos 40] [--shared ../shared] [--skip-demo]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -28,108 +36,149 @@ sys.path.insert(0, str(REPO))
 from videoclf.config import load_config  # noqa: E402
 from videoclf.features.extract import extract_videos, split_videos  # noqa: E402
 
-
-def seed_loop(shared: Path, csv: Path, root: Path) -> float:
-    out = subprocess.run([sys.executable, str(shared / "bench" / "seed_extract.py"), str(csv), str(root), "224", "20"],
-                         capture_output=True, text=True, check=True).stdout
-    return float(re.search(r"frames_per_s=([\d.]+)", out).group(1))
+SIZE, LENGTH, BATCH = 224, 20, 32
 
 
-def pure_forward(config, batches: int = 12) -> float:
+def peak_gflops() -> float:
+    """fp32 matmul GFLOP/s, the better of NumPy (BLAS) and TensorFlow (oneDNN), 4096², best of 5."""
+    import numpy as np
+    import tensorflow as tf
+
+    n = 4096
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    best = 0.0
+    for matmul in (lambda: a @ a, lambda: tf.linalg.matmul(a, a).numpy()):
+        matmul()
+        for _ in range(5):
+            started = time.perf_counter()
+            matmul()
+            best = max(best, 2 * n**3 / (time.perf_counter() - started) / 1e9)
+    return best
+
+
+def gflop_per_frame(name: str) -> float:
+    """2 × multiply-adds of the convolutions and dense layers, counted from the Keras model."""
+    import keras
+
+    from videoclf.config import ExtractorConfig
+    from videoclf.features.extractors import build_keras_extractor, resolve_weights
+
+    config = ExtractorConfig(name=name, weights="none")
+
+    def macs(model) -> int:
+        total = 0
+        for layer in model.layers:
+            if isinstance(layer, keras.Model):
+                total += macs(layer)
+            elif isinstance(layer, keras.layers.DepthwiseConv2D):
+                out = layer.output.shape
+                total += out[1] * out[2] * out[3] * layer.kernel_size[0] * layer.kernel_size[1]
+            elif isinstance(layer, keras.layers.Conv2D):
+                out = layer.output.shape
+                total += out[1] * out[2] * out[3] * layer.kernel_size[0] * layer.kernel_size[1] * layer.input.shape[-1]
+            elif isinstance(layer, keras.layers.Dense):
+                total += layer.input.shape[-1] * layer.units
+        return total
+
+    return 2 * macs(build_keras_extractor(config, SIZE, resolve_weights(config))) / 1e9
+
+
+def pure_forward(config, runtime: str, batches: int = 10) -> float:
     import numpy as np
 
-    from videoclf.features.extractors import build_frame_model, resolve_weights
+    from videoclf.features.extractors import resolve_weights
+    from videoclf.features.runtime import build_frame_model
 
-    model = build_frame_model(config.extractor, config.sampling, resolve_weights(config.extractor))
-    size, batch = config.sampling.image_size, config.extractor.batch_size
-    frames = np.random.default_rng(0).integers(0, 255, (batch, size, size, 3), dtype=np.uint8)
-    model(frames)  # trace once
+    extractor = config.extractor.model_copy(update={"runtime": runtime})
+    model = build_frame_model(extractor, config.sampling, resolve_weights(extractor))
+    frames = np.random.default_rng(0).integers(0, 255, (BATCH, SIZE, SIZE, 3), dtype=np.uint8)
+    model(frames)
     started = time.perf_counter()
     for _ in range(batches):
         model(frames)
-    return batches * batch / (time.perf_counter() - started)
+    return batches * BATCH / (time.perf_counter() - started)
 
 
-def write_long_video(path: Path, minutes: float) -> int:
-    import cv2
-    import numpy as np
-
-    frames = int(minutes * 60 * 25)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"XVID"), 25, (1920, 1080))
-    base = np.tile(np.linspace(0, 255, 1920, dtype=np.uint8)[None, :, None], (1080, 1, 3))
-    for t in range(frames):
-        writer.write(np.roll(base, 8 * t, axis=1))
-    writer.release()
-    return frames
-
-
-LONG_CHILD = """
-import resource, sys
-from pathlib import Path
-sys.path.insert(0, {repo!r})
-from videoclf.config import load_config
-from videoclf.features.cache import VideoRef
-from videoclf.features.extract import extract_videos
-config = load_config({config!r}, {overrides!r})
-report = extract_videos(config, [VideoRef.from_path("long.avi", Path({video!r}))], progress=False)
-assert report.extracted == 1, report
-print("peak_rss_mib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-"""
+def timed_process(args: list[str], env: dict | None = None) -> float:
+    started = time.perf_counter()
+    subprocess.run(args, check=True, capture_output=True, env=env)
+    return time.perf_counter() - started
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=40)
-    parser.add_argument("--long-minutes", type=float, default=5.0)
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared")
+    parser.add_argument("--skip-demo", action="store_true", help="skip the demo main-job extraction")
     args = parser.parse_args()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    lines = []
 
     with tempfile.TemporaryDirectory(prefix="videoclf-bench-") as tmp:
         tmp = Path(tmp)
         subprocess.run([sys.executable, str(args.shared / "bench" / "make_speed_corpus.py"), str(tmp / "corpus"),
                         str(args.videos)], check=True, capture_output=True)
         csv, root = tmp / "corpus" / "speed.csv", tmp / "corpus" / "videos"
-        overrides = [f"data.root={root}", "extractor.name=inception_v3", "extractor.weights=none",
-                     f"cache.dir={tmp / 'cache'}", "sampling.max_seq_length=20", "sampling.image_size=224"]
-        config = load_config(REPO / "experiments" / "demo.yaml", overrides)
-        videos, _ = split_videos(config, "train", csv, root)
+        peak = peak_gflops()
+        lines.append(f"machine: {os.cpu_count()} cores, measured fp32 peak (4096² matmul) {peak:.0f} GFLOP/s; "
+                     f"corpus {args.videos} videos 320x240 XVID, {SIZE} px, {LENGTH} frames a video, batch {BATCH}")
+        for name, weights in (("efficientnet_lite0", "imagenet"), ("inception_v3", "none")):
+            flop = gflop_per_frame(name)
+            lines.append(f"\n{name} ({flop:.2f} GFLOP a frame)")
+            lines.append(f"  {'':44s}{'frames/s':>9s}{'GFLOP/s':>9s}{'of peak':>9s}")
+            speeds = {}
+            for runtime in ("tensorflow", "litert"):
+                overrides = [f"data.root={root}", f"extractor.name={name}", f"extractor.weights={weights}",
+                             f"extractor.runtime={runtime}", f"cache.dir={tmp / f'cache-{name}-{runtime}'}",
+                             f"sampling.max_seq_length={LENGTH}", f"sampling.image_size={SIZE}",
+                             f"extractor.batch_size={BATCH}"]
+                config = load_config(REPO / "experiments" / "demo.yaml", overrides)
+                forward = pure_forward(config, runtime)
+                videos, _ = split_videos(config, "train", csv, root)
+                report = extract_videos(config, videos, progress=False)
+                speeds[runtime] = (forward, report.frames_per_second)
+                for label, fps in ((f"pure forward, {runtime}", forward),
+                                   (f"videoclf extract in-process, {runtime}", report.frames_per_second)):
+                    lines.append(f"  {label:44s}{fps:9.1f}{fps * flop:9.0f}{fps * flop / peak:9.0%}")
+            forward_ratio = speeds["litert"][0] / speeds["tensorflow"][0]
+            extract_ratio = speeds["litert"][1] / speeds["tensorflow"][1]
+            lines.append(f"  litert/tensorflow: pure forward {forward_ratio:.2f}x, in-process extraction "
+                         f"{extract_ratio:.2f}x")
 
-        from videoclf.features.decode import decode_sampled
+            # Whole processes, fresh feature caches; LiteRT once converting, once with the converted model kept.
+            walls = {}
+            runtimes = tmp / f"runtimes-{name}"
+            for label, runtime in (("tensorflow", "tensorflow"), ("litert, converting", "litert"),
+                                   ("litert, converted model kept", "litert")):
+                walls[label] = timed_process(
+                    [sys.executable, "-m", "videoclf", "extract", "--config", str(REPO / "experiments" / "demo.yaml"),
+                     "--csv", str(csv), "--root", str(root), "--set", f"extractor.name={name}", "--set",
+                     f"extractor.weights={weights}", "--set", f"extractor.runtime={runtime}", "--set",
+                     f"cache.dir={tmp / f'process-{name}-{len(walls)}'}", "--set", f"extractor.batch_size={BATCH}"],
+                    {**env, "VIDEOCLF_RUNTIME_CACHE": str(runtimes)})
+            frames = args.videos * LENGTH
+            if name == "inception_v3":
+                walls["seed loop"] = timed_process([sys.executable, str(args.shared / "bench" / "seed_extract.py"),
+                                                    str(csv), str(root), str(SIZE), str(LENGTH)])
+            lines.append("  whole process, wall clock (imports, model build, decode, extraction):")
+            for label, seconds in walls.items():
+                extra = f"   seed/this {walls['seed loop'] / seconds:.2f}x" if "seed loop" in walls else ""
+                lines.append(f"    {label:42s}{seconds:7.1f} s  {frames / seconds:6.1f} frames/s{extra}")
 
-        started = time.perf_counter()
-        for video in videos:
-            decode_sampled(video.path, 20, 224)
-        decode_seconds = time.perf_counter() - started
-        a = seed_loop(args.shared, csv, root)
-        b = pure_forward(config)
-        cold = extract_videos(config, videos, progress=False)
-        c = cold.frames_per_second
-        started = time.perf_counter()
-        warm = extract_videos(config, videos, progress=False)
-        d_seconds = time.perf_counter() - started
-        assert warm.extracted == 0
-
-        long_video = tmp / "long.avi"
-        frames = write_long_video(long_video, args.long_minutes)
-        child = LONG_CHILD.format(repo=str(REPO), config=str(REPO / "experiments" / "demo.yaml"),
-                                  overrides=overrides[1:] + [f"cache.dir={tmp / 'cache-long'}"], video=str(long_video))
-        out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True).stdout
-        rss = float(re.search(r"peak_rss_mib ([\d.]+)", out).group(1))
-
-    print(f"corpus: {args.videos} UCF101-shaped videos (320x240 XVID), InceptionV3 @224, 20 frames a video, "
-          f"{os.cpu_count()} CPU cores")
-    print(f"{'':38s}{'frames/s':>10s}")
-    print(f"{'(a) seed loop':38s}{a:10.1f}")
-    print(f"{'(b) pure compiled forward (ceiling)':38s}{b:10.1f}")
-    print(f"{'(c) videoclf extract, cold':38s}{c:10.1f}   (+{cold.model_build_seconds:.1f}s model build, "
-          f"{cold.seconds:.1f}s wall)")
-    print(f"{'(d) videoclf extract, warm':38s}{'':10s}   {d_seconds * 1000:.0f} ms wall")
-    print(f"decode + sample alone (grab every frame, retrieve 20): {decode_seconds:.1f}s for the corpus, "
-          f"{decode_seconds / cold.seconds:.0%} of (c)'s wall time: the CPU it takes from the model on 2 cores")
-    print(f"ratios: c/b = {c / b:.2f} (target >= 0.9)   c/a = {c / a:.2f} (target >= 1.8)   "
-          f"d/c time = {d_seconds / cold.seconds:.2%} (target <= 2%)")
-    print(f"peak RSS extracting one 1920x1080 video of {frames} frames ({args.long_minutes:g} min): {rss:.0f} MiB "
-          f"(target < 2048)")
+        if not args.skip_demo:
+            lines.append("\ndemo main job's extraction (experiments/demo.yaml: 375 MJPG videos, Lite0), whole process:")
+            demo_root = tmp / "demo"
+            subprocess.run([sys.executable, "-m", "videoclf", "data", "demo", "--config", str(REPO / "experiments" / "demo.yaml"), "--out", str(demo_root)], check=True,
+                           capture_output=True, env=env)
+            demo = {}
+            for runtime in ("tensorflow", "litert"):  # the converted Lite0 is kept from the runs above
+                demo[runtime] = timed_process(
+                    [sys.executable, "-m", "videoclf", "extract", "--config", str(REPO / "experiments" / "demo.yaml"), "--set", f"data.root={demo_root}", "--set",
+                     f"extractor.runtime={runtime}", "--set", f"cache.dir={tmp / f'demo-cache-{runtime}'}"],
+                    {**env, "VIDEOCLF_RUNTIME_CACHE": str(tmp / "runtimes-efficientnet_lite0")})
+                lines.append(f"    {runtime:42s}{demo[runtime]:7.1f} s")
+            lines.append(f"    tensorflow/litert {demo['tensorflow'] / demo['litert']:.2f}x")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

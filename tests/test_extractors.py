@@ -9,7 +9,8 @@ import pytest
 from videoclf.config import ExtractorConfig, SamplingConfig
 from videoclf.errors import WeightsError
 from videoclf.features import extractors
-from videoclf.features.extractors import build_frame_model, build_keras_extractor, resolve_weights
+from videoclf.features.extractors import build_keras_extractor, resolve_weights
+from videoclf.features.runtime import build_frame_model
 
 DARKNET = Path("/usr/share/darknet/data")
 
@@ -49,6 +50,31 @@ def test_efficientnet_features_are_not_degenerate():
     features = model(frames)  # a partial batch is padded and cut back
     assert features.shape == (3, 1280) and np.isfinite(features).all()
     assert 0.05 < (features == 0).mean() < 0.9 and not np.allclose(features[0], features[1])
+
+
+@pytest.mark.skipif(not DARKNET.is_dir() and not os.environ.get("CI"),
+                    reason="Debian package darknet (sample photos) not installed; .ci/run installs it")
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "inception_v3"])
+def test_litert_features_equal_tensorflow_features_on_real_photos(name, tmp_path):
+    """The stated tolerance: max |diff| <= 1e-4 of the largest feature and cosine >= 0.99999 per frame (the
+    cache stores float16, whose own rounding is ~5e-4 relative), so the cache key ignores the runtime."""
+    photos = sorted(p.stem for p in DARKNET.glob("*.jpg"))[:6]
+    assert len(photos) >= 4
+    frames = np.stack([_photo(photo, 160) for photo in photos])
+    config = ExtractorConfig(name=name, weights="imagenet" if name == "efficientnet_lite0" else "none", batch_size=4)
+    sampling, weights = SamplingConfig(image_size=160), resolve_weights(config)
+    reference = build_frame_model(config.model_copy(update={"runtime": "tensorflow"}), sampling, weights)
+    litert = build_frame_model(config.model_copy(update={"runtime": "litert"}), sampling, weights, tmp_path)
+    assert (reference.runtime, litert.runtime) == ("tensorflow", "litert")
+    expected = np.concatenate([reference(frames[:4]), reference(frames[4:])])  # full and partial batches
+    got = litert(frames)  # six frames: the interpreter runs them 4 + 2 (padded)
+    cosine = (expected * got).sum(1) / np.linalg.norm(expected, axis=1) / np.linalg.norm(got, axis=1)
+    assert np.abs(expected - got).max() <= 1e-4 * np.abs(expected).max() and cosine.min() >= 0.99999
+    assert not np.allclose(expected[0], expected[1])  # real, non-degenerate features
+    converted = list(tmp_path.glob(f"{name}-160px-*.tflite"))
+    assert len(converted) == 1  # kept for the next run, which loads it without building Keras
+    again = build_frame_model(config.model_copy(update={"runtime": "litert"}), sampling, weights, tmp_path)
+    np.testing.assert_array_equal(again(frames[:4]), got[:4])
 
 
 def test_imagenet_without_network_fails_early_with_the_fix(tmp_path, monkeypatch):

@@ -87,8 +87,7 @@ def cmd_extract(args: argparse.Namespace) -> None:
     from videoclf.features.extractors import resolve_weights
 
     extra = [f"data.root={args.root}"] if args.root else []
-    config = _config(args, extra)
-    _quiet(args)
+    config = _config(args, extra)  # TensorFlow is imported only if a model must be built (features/runtime.py)
     weights = resolve_weights(config.extractor)
     if args.rebuild:
         cache = open_cache(config, weights)
@@ -154,8 +153,6 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from videoclf.serving import Limits, serve
     from videoclf.use_model import default_model_uri
 
-    if args.verbose:
-        os.environ["VIDEOCLF_VERBOSE"] = "1"  # read by each worker process
     serve(args.model or default_model_uri(config), host=serving.host, port=serving.port, workers=serving.workers,
           allowed_roots=[*serving.allowed_roots, *args.allow_root],
           limits=Limits(serving.max_videos, int(serving.max_request_mb * 2**20), serving.timeout_s,
@@ -249,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
+        os.environ["VIDEOCLF_VERBOSE"] = "1"  # keeps the C++ libraries' start-up lines (console.silenced_stderr)
     try:
         args.func(args)
     except VideoclfError as exc:

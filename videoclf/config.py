@@ -100,6 +100,9 @@ class ExtractorConfig(_Section):
     weights: str = "imagenet"
     seed: int = 1337
     batch_size: int = Field(32, ge=1)
+    # auto: LiteRT (XNNPACK) on CPU-only machines where ai-edge-litert is installed, else TensorFlow. Features
+    # are equal either way (within float rounding), so the runtime is not part of the cache key.
+    runtime: Literal["auto", "litert", "tensorflow"] = "auto"
 
 
 class CacheConfig(_Section):

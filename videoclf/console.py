@@ -9,6 +9,7 @@ descriptor at /dev/null for exactly that moment (``--verbose`` keeps them).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -16,20 +17,35 @@ import numpy as np
 import pandas as pd
 
 
-def quiet_tensorflow() -> None:
-    """Imports TensorFlow and initialises its devices with stderr silenced, then quiets its Python loggers."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # also oneDNN's "E0000 ... DT_BOOL" notices later on
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+@contextlib.contextmanager
+def silenced_stderr():
+    """File descriptor 2 points at /dev/null for the block: C++ libraries (TensorFlow, LiteRT) print there
+    directly, so Python's own redirection cannot hide them (``--verbose`` skips the callers' use)."""
+    if os.environ.get("VIDEOCLF_VERBOSE"):
+        yield
+        return
     saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 2)
     try:
-        import tensorflow as tf
-
-        tf.config.list_physical_devices()
+        yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(null)
+
+
+def quiet_tensorflow() -> None:
+    """Imports TensorFlow and initialises its devices with stderr silenced, then quiets its Python loggers.
+
+    Call it just before TensorFlow is first needed (idempotent): commands that end up not needing it
+    (config errors, a fully cached extraction with a kept LiteRT model) never pay for the import.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # also oneDNN's "E0000 ... DT_BOOL" notices later on
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    with silenced_stderr():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
     import absl.logging
 
     absl.logging.set_verbosity("error")

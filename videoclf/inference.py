@@ -138,7 +138,8 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
 
         import videoclf.model  # noqa: F401 - registers TemporalCentering for loading
         from videoclf.config import ExtractorConfig, SamplingConfig
-        from videoclf.features.extractors import FrameModel, WeightsSource, build_keras_extractor
+        from videoclf.features.extractors import WeightsSource, build_keras_extractor
+        from videoclf.features.runtime import frame_model_from_keras
 
         self.settings = json.loads(Path(context.artifacts["settings"]).read_text())
         self.classes = list(self.settings["classes"])
@@ -147,8 +148,7 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         extractor = build_keras_extractor(extractor_config, self.sampling.image_size,
                                           WeightsSource("none", None, "bundled"))
         extractor.load_weights(context.artifacts["extractor_weights"])
-        self.frames_model = FrameModel(extractor, extractor_config.batch_size, self.sampling.image_size,
-                                       int(extractor.output_shape[-1]))
+        self.frames_model = frame_model_from_keras(extractor, extractor_config, self.sampling.image_size)
         self.sequence_model = keras.saving.load_model(context.artifacts["sequence_model"], compile=False)
 
     def _encode(self, clips: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

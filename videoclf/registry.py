@@ -43,7 +43,7 @@ def sequence_signature(num_features: int, num_classes: int) -> ModelSignature:
 def model_requirements() -> list[str]:
     """Pinned pip requirements of a logged model (inference needs no tuner or tracking server)."""
     versions = installed_versions(("tensorflow", "keras", "mlflow", "opencv-python-headless", "numpy", "pandas",
-                                   "h5py", "pydantic", "pyyaml", "filelock", "tqdm"))
+                                   "h5py", "pydantic", "pyyaml", "filelock", "tqdm", "ai-edge-litert"))
     return [f"{name}=={value}" for name, value in versions.items()]
 
 

