@@ -34,7 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from videoclf.config import load_config  # noqa: E402
-from videoclf.features.extract import extract_videos, split_videos  # noqa: E402
+from videoclf.data.videos import split_videos  # noqa: E402
+from videoclf.features.extract import extract_videos  # noqa: E402
+from videoclf.features.extractors import resolve_weights  # noqa: E402
 
 SIZE, LENGTH, BATCH = 224, 20, 32
 
@@ -135,7 +137,7 @@ def main() -> None:
                 config = load_config(REPO / "experiments" / "demo.yaml", overrides)
                 forward = pure_forward(config, runtime)
                 videos, _ = split_videos(config, "train", csv, root)
-                report = extract_videos(config, videos, progress=False)
+                report = extract_videos(config, videos, resolve_weights(config.extractor), progress=False)
                 speeds[runtime] = (forward, report.frames_per_second)
                 for label, fps in ((f"pure forward, {runtime}", forward),
                                    (f"videoclf extract in-process, {runtime}", report.frames_per_second)):

@@ -37,6 +37,7 @@ def _model(tmp: Path) -> str:
     import mlflow
 
     from videoclf.config import load_config
+    from videoclf.features.extractors import resolve_weights
     from videoclf.model import build_sequence_model
     from videoclf.registry import log_video_model
 
@@ -44,7 +45,7 @@ def _model(tmp: Path) -> str:
     sequence = build_sequence_model(num_features=1280, num_classes=5, family="gru", inputs="frames", frame_units=64,
                                     gru_units=(32,))
     with mlflow.start_run():
-        info = log_video_model(config, sequence, ("A", "B", "C", "D", "E"), 20)
+        info = log_video_model(config, resolve_weights(config.extractor), sequence, ("A", "B", "C", "D", "E"), 20)
     return info.model_uri
 
 

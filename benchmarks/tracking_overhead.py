@@ -24,7 +24,8 @@ sys.path.insert(0, str(REPO))
 
 from videoclf.config import load_config  # noqa: E402
 from videoclf.data.source import ensure_data  # noqa: E402
-from videoclf.dataset import load_split  # noqa: E402
+from videoclf.features.extract import extract_split  # noqa: E402
+from videoclf.features.extractors import resolve_weights  # noqa: E402
 from videoclf.search.run import run_search  # noqa: E402
 
 
@@ -42,8 +43,8 @@ def main() -> None:
                 "training.early_stopping_patience=null", "tuning.overwrite=true"]
         config = load_config(REPO / "experiments" / "demo.yaml", base)
         ensure_data(config)
-        load_split(config, "train", progress=False)  # features cached before timing
-        load_split(config, "test", progress=False)
+        for split in ("train", "test"):  # features cached before timing
+            extract_split(config, split, resolve_weights(config.extractor), progress=False)
         times = {"off": [], "on": []}
         trial_times = {"off": [], "on": []}
         in_mlflow = []

@@ -9,10 +9,16 @@ import numpy as np
 import pytest
 
 from videoclf.config import load_config
+from videoclf.data.videos import split_videos
 from videoclf.errors import CacheError, DataError
-from videoclf.features.extract import extract_videos, open_cache, split_videos
+from videoclf.features.extract import extract_videos, open_cache
+from videoclf.features.extractors import resolve_weights
 
 from conftest import REPO, write_csv, write_video
+
+
+def _cache(config):
+    return open_cache(config, resolve_weights(config.extractor))
 
 
 def _dataset(root, n=6, frames=(12, 30)):
@@ -30,11 +36,11 @@ def test_extract_caches_and_second_run_hits(tmp_path, make_config):
     _dataset(tmp_path / "data")
     config = load_config(make_config())
     videos, _ = split_videos(config, "train")
-    first = extract_videos(config, videos, progress=False)
+    first = extract_videos(config, videos, resolve_weights(config.extractor), progress=False)
     assert first.extracted == 6 and first.frames == 8 * 3 + 12 * 3 - 4 * 3  # 12-frame clips: 8; 30: 8
-    again = extract_videos(config, videos, progress=False)
+    again = extract_videos(config, videos, resolve_weights(config.extractor), progress=False)
     assert again.extracted == 0 and again.frames == 0
-    features, mask, n_frames = open_cache(config).read([v.key for v in videos])
+    features, mask, n_frames = _cache(config).read([v.key for v in videos])
     assert features.shape == (6, 8, 1280) and features.dtype == np.float16
     assert sorted(set(n_frames.tolist())) == [12, 30] and mask.all()
     assert np.abs(features).sum() > 0
@@ -44,15 +50,15 @@ def test_key_changes_make_a_new_cache_and_changed_files_are_reextracted(tmp_path
     rows = _dataset(tmp_path / "data", n=2)
     config = load_config(make_config())
     videos, _ = split_videos(config, "train")
-    extract_videos(config, videos, progress=False)
+    extract_videos(config, videos, resolve_weights(config.extractor), progress=False)
     other = load_config(make_config(), ["sampling.crop=center"])
-    assert open_cache(other).path != open_cache(config).path
-    assert extract_videos(other, videos, progress=False).extracted == 2
+    assert _cache(other).path != _cache(config).path
+    assert extract_videos(other, videos, resolve_weights(other.extractor), progress=False).extracted == 2
     time.sleep(0.01)
     write_video(tmp_path / "data" / rows[0][0], 5, seed=99)  # the file changes on disk
     videos, _ = split_videos(config, "train")
-    assert extract_videos(config, videos, progress=False).extracted == 1
-    _, mask, n_frames = open_cache(config).read([videos[0].key])
+    assert extract_videos(config, videos, resolve_weights(config.extractor), progress=False).extracted == 1
+    _, mask, n_frames = _cache(config).read([videos[0].key])
     assert n_frames[0] == 5 and mask[0].sum() == 5
 
 
@@ -64,22 +70,22 @@ def test_bad_videos_are_reported_and_skipped(tmp_path, make_config):
     write_csv(root / "train.csv", rows + [("broken.avi", "C0"), ("empty.avi", "C1"), ("gone.avi", "C0")])
     config = load_config(make_config(), ["cache.max_bad_fraction=0.5"])
     videos, _ = split_videos(config, "train")
-    report = extract_videos(config, videos, progress=False)
+    report = extract_videos(config, videos, resolve_weights(config.extractor), progress=False)
     assert report.extracted == 4 and set(report.bad) == {"broken.avi", "empty.avi", "gone.avi"}
     lines = (report.cache_path / "bad_videos.csv").read_text().splitlines()
     assert lines[0] == "video,reason" and len(lines) == 4 and "0 bytes" in "\n".join(lines)
     strict = load_config(make_config(), ["cache.max_bad_fraction=0.1"])
     with pytest.raises(DataError, match="bad_videos.csv"):
-        extract_videos(strict, videos, progress=False)
+        extract_videos(strict, videos, resolve_weights(strict.extractor), progress=False)
     # another split's run keeps this split's reasons (merged by video key), and a mended video leaves the list
     write_csv(root / "test.csv", [(rows[0][0], "C0"), ("corrupt.avi", "C1")])
     (root / "corrupt.avi").write_bytes(b"junk")
     test_videos, _ = split_videos(config, "test")
-    extract_videos(config, test_videos, progress=False)
+    extract_videos(config, test_videos, resolve_weights(config.extractor), progress=False)
     listed = (report.cache_path / "bad_videos.csv").read_text()
     assert all(name in listed for name in ("broken.avi", "empty.avi", "gone.avi", "corrupt.avi"))
     write_video(root / "broken.avi", 6, seed=7)
-    extract_videos(config, videos, progress=False)
+    extract_videos(config, videos, resolve_weights(config.extractor), progress=False)
     listed = (report.cache_path / "bad_videos.csv").read_text()
     assert "broken.avi" not in listed and "corrupt.avi" in listed and "gone.avi" in listed
 
@@ -91,25 +97,25 @@ def test_no_usable_video_fails(tmp_path, make_config):
     write_csv(root / "train.csv", [("a.avi", "X")])
     config = load_config(make_config(), ["cache.max_bad_fraction=1.0"])
     with pytest.raises(DataError, match="could not be decoded"):
-        extract_videos(config, split_videos(config, "train")[0], progress=False)
+        extract_videos(config, split_videos(config, "train")[0], resolve_weights(config.extractor), progress=False)
 
 
 def test_corrupt_and_foreign_cache_files_are_detected(tmp_path, make_config):
     _dataset(tmp_path / "data", n=2)
     config = load_config(make_config())
     videos, _ = split_videos(config, "train")
-    report = extract_videos(config, videos, progress=False)
+    report = extract_videos(config, videos, resolve_weights(config.extractor), progress=False)
     cache_file = report.cache_path / "features.h5"
     with h5py.File(cache_file, "a") as handle:
         handle.attrs["key"] = '{"extractor": "other"}'
     with pytest.raises(CacheError, match="another configuration"):
-        open_cache(config).index()
+        _cache(config).index()
     cache_file.write_bytes(b"\x89HDF garbage")
     with pytest.raises(CacheError, match="--rebuild"):
-        open_cache(config).index()
+        _cache(config).index()
     result = _cli(["extract", "--config", str(make_config()), "--rebuild"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert open_cache(config).read([v.key for v in videos])[0].shape[0] == 2
+    assert _cache(config).read([v.key for v in videos])[0].shape[0] == 2
 
 
 def _cli(args, cwd, **kwargs):
@@ -132,18 +138,18 @@ def test_kill_9_mid_extraction_then_resume(tmp_path, make_config):
     proc = subprocess.Popen([sys.executable, "-m", "videoclf", "extract", "--config", str(path)], cwd=tmp_path,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     config = load_config(path)
-    parts = open_cache(config).parts
+    parts = _cache(config).parts
     deadline = time.time() + 240
     while time.time() < deadline and len(list(parts.glob("*.h5"))) < 2:
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    committed = len(open_cache(config).index())  # readable after the kill
+    committed = len(_cache(config).index())  # readable after the kill
     assert 2 <= committed < 24
     videos, _ = split_videos(config, "train")
-    report = extract_videos(config, videos, progress=False)
+    report = extract_videos(config, videos, resolve_weights(config.extractor), progress=False)
     assert report.extracted == 24 - committed
-    assert len(open_cache(config).index()) == 24
+    assert len(_cache(config).index()) == 24
     assert not list(parts.glob("*")) and not list(report.cache_path.glob(".*.tmp"))
 
 
@@ -158,7 +164,7 @@ def test_two_concurrent_extracts_do_the_work_once(tmp_path, make_config):
     extracted = [int(line.split("(")[1].split()[0]) for out, _ in outputs for line in out.splitlines()
                  if line.startswith("train:")]
     assert sorted(extracted) == [0, 6]
-    assert len(open_cache(load_config(path)).index()) == 6  # test.csv reuses a train video
+    assert len(_cache(load_config(path)).index()) == 6  # test.csv reuses a train video
 
 
 def test_split_arrays_api_gives_features_mask_labels_at_any_length(tmp_path, make_config):
@@ -185,7 +191,7 @@ def test_shards_extract_side_by_side_and_readers_see_the_union(tmp_path, make_co
     outputs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
     config = load_config(path)
-    cache = open_cache(config)
+    cache = _cache(config)
     assert sorted(f.name for f in cache.files()) == ["features.shard-0-of-2.h5", "features.shard-1-of-2.h5"]
     per_shard = []
     for file in cache.files():
@@ -193,10 +199,10 @@ def test_shards_extract_side_by_side_and_readers_see_the_union(tmp_path, make_co
             per_shard.append(set(handle["video"].asstr()[:]))
     assert not per_shard[0] & per_shard[1] and all(per_shard)  # disjoint, nothing copied
     videos, _ = split_videos(config, "train")
-    assert open_cache(config).read([v.key for v in videos])[0].shape == (8, 8, 1280)  # the union
+    assert _cache(config).read([v.key for v in videos])[0].shape == (8, 8, 1280)  # the union
     again = _cli(["extract", "--config", str(path), "--shard", "0/2"], cwd=tmp_path)
     assert again.returncode == 0 and "(0 extracted now" in again.stdout
-    assert extract_videos(config, videos, progress=False).extracted == 0  # unsharded reader: all present
+    assert extract_videos(config, videos, resolve_weights(config.extractor), progress=False).extracted == 0  # unsharded reader: all present
 
 
 def test_bad_shard_argument(tmp_path, make_config):
@@ -208,9 +214,9 @@ def test_damaged_cached_features_are_never_trained_on_but_extracted_again(tmp_pa
     _dataset(tmp_path / "data")
     config = load_config(make_config())
     videos, _ = split_videos(config, "train")
-    report = extract_videos(config, videos, progress=False)
+    report = extract_videos(config, videos, resolve_weights(config.extractor), progress=False)
     keys = [v.key for v in videos]
-    clean, _, _ = open_cache(config).read(keys)
+    clean, _, _ = _cache(config).read(keys)
     consolidated = report.cache_path / "features.h5"
     with h5py.File(consolidated, "r") as handle:
         rows = {name: row for row, name in enumerate(handle["video"].asstr()[:])}
@@ -223,11 +229,11 @@ def test_damaged_cached_features_are_never_trained_on_but_extracted_again(tmp_pa
         block[0, 0] = np.nan
         handle["features"][rows[keys[3]]] = block
     with pytest.raises(CacheError, match="videoclf extract"):
-        open_cache(config).read(keys)  # never silently handed to training
-    again = extract_videos(config, videos, progress=False)
+        _cache(config).read(keys)  # never silently handed to training
+    again = extract_videos(config, videos, resolve_weights(config.extractor), progress=False)
     assert again.extracted == 2  # exactly the two damaged videos
     assert "2 cached videos have damaged features" in capsys.readouterr().out
-    repaired, _, _ = open_cache(config).read(keys)
+    repaired, _, _ = _cache(config).read(keys)
     assert np.isfinite(repaired).all()
     np.testing.assert_allclose(repaired.astype(np.float32), clean.astype(np.float32), atol=1e-2)
 
@@ -252,7 +258,7 @@ def test_a_failing_cache_write_is_one_clear_error_and_the_rerun_resumes(tmp_path
     assert "Cannot write to the feature cache folder" in failed.stderr and "File too large" in failed.stderr
     assert "Extracted and kept: 6 videos" in failed.stderr and "set cache.dir" in failed.stderr
     assert "Traceback" not in failed.stderr and "Exception ignored" not in failed.stderr
-    cache = open_cache(load_config(path))
+    cache = _cache(load_config(path))
     assert not list(cache.path.rglob("*.tmp"))  # the partial file is gone
     resumed = _cli(["extract", "--config", str(path)], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -305,8 +311,26 @@ def test_csv_rows_may_be_absolute_or_outside_the_data_root_with_stable_keys(tmp_
     config = load_config(make_config())
     videos, _ = split_videos(config, "train")
     assert [v.key for v in videos] == [r[0] for r in rows] + [outside.as_posix()]
-    assert extract_videos(config, videos, progress=False).extracted == 5
+    assert extract_videos(config, videos, resolve_weights(config.extractor), progress=False).extracted == 5
     write_csv(tmp_path / "data" / "train.csv", [(r[0], r[1]) for r in rows] + listed[5:])  # spelled differently
     again, _ = split_videos(config, "train")
     assert [v.key for v in again] == [v.key for v in videos]
-    assert extract_videos(config, again, progress=False).extracted == 0  # same keys: nothing extracted twice
+    assert extract_videos(config, again, resolve_weights(config.extractor), progress=False).extracted == 0  # same keys: nothing extracted twice
+
+
+def test_load_split_only_reads_the_cache(tmp_path, make_config):
+    from filelock import FileLock
+
+    from videoclf.dataset import load_split
+
+    rows = _dataset(tmp_path / "data", n=4)
+    config = load_config(make_config())
+    weights = resolve_weights(config.extractor)
+    extract_videos(config, split_videos(config, "train")[0], weights, progress=False)
+    with FileLock(str(_cache(config).path / ".lock")):  # an extractor holds the cache: a reader does not wait
+        data, vocabulary = load_split(config, "train", weights)
+    assert len(data) == 4 and vocabulary.classes == ("C0", "C1")
+    write_video(tmp_path / "data" / "v_C0_g07_c01.avi", 12, seed=7)
+    write_csv(tmp_path / "data" / "train.csv", rows + [("v_C0_g07_c01.avi", "C0")])
+    with pytest.raises(CacheError, match="not in the feature cache.*Run videoclf extract"):
+        load_split(config, "train", weights)  # never extracts on its own

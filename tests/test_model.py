@@ -75,6 +75,7 @@ def store(tmp_path_factory):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_family_round_trips_inside_the_registered_video_model(family, store, make_config):
+    from videoclf.features.extractors import resolve_weights
     from videoclf.registry import log_video_model
 
     config = load_config(make_config({"sampling.max_seq_length": 6, "search.seq_length": [6]}))
@@ -82,7 +83,7 @@ def test_family_round_trips_inside_the_registered_video_model(family, store, mak
                                  frame_units=8, gru_units=(8,), conv_filters=8, attention_units=8)
     video = write_video(store / f"{family}.avi", 9, size=(64, 48))
     with mlflow.start_run():
-        info = log_video_model(config, model, ("A", "B"), 6)
+        info = log_video_model(config, resolve_weights(config.extractor), model, ("A", "B"), 6)
     pyfunc = mlflow.pyfunc.load_model(info.model_uri)
     table = pyfunc.predict(pd.DataFrame({"video_path": [str(video)]}))
     features, stored, errors = pyfunc.unwrap_python_model().features([str(video)])

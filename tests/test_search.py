@@ -113,6 +113,25 @@ def test_failing_trial_is_failed_and_the_search_completes(tmp_path, make_config,
     assert result.best_hyperparameters["gru_units_0"] == 8
 
 
+def test_a_search_whose_every_trial_fails_is_one_clear_error(tmp_path, make_config, tracking_uri, monkeypatch):
+    from videoclf.errors import VideoclfError
+    from videoclf.search.hypermodel import SequenceHyperModel
+
+    def fit(self, *args, **kwargs):
+        raise RuntimeError("injected failure: out of memory while training")
+
+    monkeypatch.setattr(SequenceHyperModel, "fit", fit)
+    config = load_config(make_config({**TINY, "tuning.max_trials": 5}))
+    with pytest.raises(VideoclfError, match="KerasTuner stopped search .* FAILED run with its error"):
+        run_search(config, "all-failing", progress=False)
+    client = MlflowClient()
+    runs = _trial_runs(client, search_id_for(config, "all-failing"))
+    assert len(runs) == 3 and all(r.info.status == "FAILED" for r in runs)  # KerasTuner's limit: 3 in a row
+    parent = client.search_runs([client.get_experiment_by_name("test").experiment_id],
+                                f"tags.{ROLE_TAG} = 'search'")[0]
+    assert parent.info.status == "FAILED" and "KerasTuner stopped" in parent.data.tags["error"]
+
+
 def test_resumed_search_reruns_nothing_and_logs_no_duplicates(tmp_path, make_config, tracking_uri):
     path = make_config({**TINY, "tuning.max_trials": 2, "training.epochs": 60, "search.batch_size": [2]})
     config = load_config(path)

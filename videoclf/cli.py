@@ -83,7 +83,8 @@ def cmd_data_ucf101(args: argparse.Namespace) -> None:
 
 def cmd_extract(args: argparse.Namespace) -> None:
     from videoclf.data.source import ensure_data
-    from videoclf.features.extract import extract_videos, open_cache, split_videos
+    from videoclf.data.videos import split_videos
+    from videoclf.features.extract import extract_videos, open_cache
     from videoclf.features.extractors import resolve_weights
 
     extra = [f"data.root={args.root}"] if args.root else []

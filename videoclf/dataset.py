@@ -1,7 +1,8 @@
 """Cached features → labelled arrays for training, validation and test.
 
-Features come from the HDF5 cache (extracting first whatever is missing);
-labels go through a fixed vocabulary; the validation split is stratified by
+Features come from the HDF5 cache, read only (the job extracts first, see
+``features.extract.extract_split``); videos extraction skipped as undecodable
+are left out; labels go through a fixed vocabulary; the validation split is stratified by
 class and grouped by UCF101 group id so clips of one actor never sit on both
 sides.
 """
@@ -15,9 +16,10 @@ import numpy as np
 
 from videoclf.config import Config
 from videoclf.data.table import group_id
-from videoclf.errors import DataError
-from videoclf.features.extract import extract_videos, open_cache, split_videos
-from videoclf.features.extractors import WeightsSource, resolve_weights
+from videoclf.data.videos import split_videos
+from videoclf.errors import CacheError, DataError
+from videoclf.features.extract import open_cache
+from videoclf.features.extractors import WeightsSource
 from videoclf.features.sample import derive_sequences
 
 
@@ -76,23 +78,27 @@ def vocabulary_for(config: Config, train_tags: list[str]) -> Vocabulary:
     return Vocabulary(tuple(sorted(set(train_tags))))
 
 
-def load_split(config: Config, split: str, vocabulary: Vocabulary | None = None,
-               weights: WeightsSource | None = None, progress: bool = True) -> tuple[SplitData, Vocabulary]:
-    """Loads a split from the cache (extracting what is missing); bad videos are left out."""
-    weights = weights or resolve_weights(config.extractor)
+def load_split(config: Config, split: str, weights: WeightsSource, vocabulary: Vocabulary | None = None
+               ) -> tuple[SplitData, Vocabulary]:
+    """Reads a split from the cache (no extraction, no lock); videos listed as undecodable are left out."""
     videos, tags = split_videos(config, split)
-    report = extract_videos(config, videos, weights, progress=progress)
     if config.data.classes:
         keep = [i for i, t in enumerate(tags) if t in set(config.data.classes)]
         videos, tags = [videos[i] for i in keep], [tags[i] for i in keep]
     vocabulary = vocabulary or vocabulary_for(config, tags)
     labels = vocabulary.encode(tags, str(config.data.csv_path(split)))
-    usable = [i for i, v in enumerate(videos) if v.key not in report.bad]
+    cache = open_cache(config, weights)
+    bad = cache.bad_videos()
+    usable = [i for i, v in enumerate(videos) if v.key not in bad]
+    missing = cache.missing([videos[i] for i in usable])
+    if missing:
+        raise CacheError(f"{len(missing)} videos of the {split} split (e.g. {missing[0].key}) are not in the feature "
+                         f"cache {cache.path}. Run videoclf extract with the same config first.")
     if len(usable) < len(videos):
         print(f"{split}: leaving out {len(videos) - len(usable)} undecodable videos "
-              f"(see {report.bad_report})")
+              f"(see {cache.path / 'bad_videos.csv'})")
     keys = [videos[i].key for i in usable]
-    features, mask, n_frames = open_cache(config, weights).read(keys)
+    features, mask, n_frames = cache.read(keys)
     # A group (UCF101 gNN: one actor, scene or source video) stays on one side whatever its class: when
     # classes share scenes, splitting a scene by class would reward memorising scenes.
     groups = [f"g{group_id(videos[i].key)}" if group_id(videos[i].key) else videos[i].key for i in usable]
@@ -157,6 +163,11 @@ def split_arrays(config: Config, split: str, length: int | None = None,
 
     Extracts whatever is missing first. For notebooks and other models than ours.
     """
-    data, vocabulary = load_split(config, split, vocabulary)
+    from videoclf.features.extract import extract_split
+    from videoclf.features.extractors import resolve_weights
+
+    weights = resolve_weights(config.extractor)
+    extract_split(config, split, weights)
+    data, vocabulary = load_split(config, split, weights, vocabulary)
     features, mask, labels = data.arrays(length or config.sampling.max_seq_length)
     return features, mask, labels, vocabulary

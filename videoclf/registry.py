@@ -47,7 +47,7 @@ def model_requirements() -> list[str]:
     return [f"{name}=={value}" for name, value in versions.items()]
 
 
-def log_video_model(config, sequence_model, classes, seq_length: int, training_clips: dict | None = None):
+def log_video_model(config, weights, sequence_model, classes, seq_length: int, training_clips: dict | None = None):
     """Logs the video-in pyfunc (see videoclf.inference) to the active run; returns its ModelInfo.
 
     The extractor's weights are bundled, saved from the exact extractor that
@@ -55,10 +55,9 @@ def log_video_model(config, sequence_model, classes, seq_length: int, training_c
     """
     import mlflow
     import videoclf
-    from videoclf.features.extractors import build_keras_extractor, resolve_weights
+    from videoclf.features.extractors import build_keras_extractor
     from videoclf.inference import SETTINGS
 
-    weights = resolve_weights(config.extractor)
     extractor = build_keras_extractor(config.extractor, config.sampling.image_size, weights)
     settings = {"classes": list(classes), "seq_length": seq_length,
                 "sampling": config.sampling.model_dump(mode="json"),

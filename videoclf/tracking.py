@@ -154,7 +154,9 @@ class SearchTracker:
             if found:
                 return found[0].info.run_id
             if time.monotonic() > deadline:
-                raise RuntimeError(f"no running parent run for search {self.search_id} after {wait_s:.0f}s: "
+                from videoclf.errors import VideoclfError
+
+                raise VideoclfError(f"no running parent run for search {self.search_id} after {wait_s:.0f}s: "
                                    "start the chief (KERASTUNER_TUNER_ID=chief) with the same config")
             time.sleep(1)
 

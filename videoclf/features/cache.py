@@ -37,6 +37,7 @@ import h5py
 import numpy as np
 from filelock import FileLock
 
+from videoclf.data.videos import VideoRef
 from videoclf.errors import CacheError
 from videoclf.versions import installed_versions
 
@@ -57,24 +58,6 @@ class CacheWriteError(CacheError):
 def _reason(exc: OSError) -> str:
     text = str(exc).strip()
     return exc.strerror or (text.splitlines()[0] if text else type(exc).__name__)
-
-
-@dataclass(frozen=True)
-class VideoRef:
-    """A video as the cache knows it: key relative to the data root, plus its stat."""
-
-    key: str
-    path: Path
-    size: int
-    mtime_ns: int
-
-    @classmethod
-    def from_path(cls, key: str, path: Path) -> "VideoRef":
-        try:
-            stat = path.stat()
-        except OSError:
-            return cls(key, path, -1, -1)
-        return cls(key, path, stat.st_size, stat.st_mtime_ns)
 
 
 @dataclass(frozen=True)
@@ -138,6 +121,16 @@ class FeatureCache:
             lock.__exit__(None, None, None)
 
     # -- reading ---------------------------------------------------------
+    def bad_videos(self) -> dict[str, str]:
+        """Video key → reason, from every writer's ``bad_videos*.csv`` (videos extraction skipped)."""
+        import csv
+
+        bad: dict[str, str] = {}
+        for report in sorted(self.path.glob("bad_videos*.csv")):
+            with report.open(newline="") as fh:
+                bad.update({row["video"]: row["reason"] for row in csv.DictReader(fh) if row.get("video")})
+        return bad
+
     def files(self) -> list[Path]:
         """Consolidated files first (``features.h5``, then shards), then parts in commit order (later wins)."""
         out = sorted(self.path.glob("features*.h5"), key=lambda p: (p.name != CONSOLIDATED, p.name))

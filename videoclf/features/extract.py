@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
 import shutil
 import sys
 import time
@@ -23,11 +22,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from videoclf.config import Config
-from videoclf.data.table import read_video_table
+from videoclf.data.videos import VideoRef
 from videoclf.errors import CacheError, DataError, VideoError
-from videoclf.features.cache import CacheWriteError, Entry, FeatureCache, VideoRef
+from videoclf.features.cache import CacheWriteError, Entry, FeatureCache
 from videoclf.features.decode import DecodedClip, decode_sampled
-from videoclf.features.extractors import FEATURE_DIMS, WeightsSource, resolve_weights
+from videoclf.features.extractors import FEATURE_DIMS, WeightsSource
 from videoclf.features.runtime import build_frame_model, runtime_cache_dir
 from videoclf.features.sample import SAMPLING_RULE
 
@@ -69,9 +68,7 @@ def cache_key(config: Config, weights: WeightsSource) -> dict:
     }
 
 
-def open_cache(config: Config, weights: WeightsSource | None = None,
-               shard: tuple[int, int] | None = None) -> FeatureCache:
-    weights = weights or resolve_weights(config.extractor)
+def open_cache(config: Config, weights: WeightsSource, shard: tuple[int, int] | None = None) -> FeatureCache:
     return FeatureCache(config.cache.dir, cache_key(config, weights), FEATURE_DIMS[config.extractor.name],
                         config.cache.dtype, shard)
 
@@ -80,23 +77,6 @@ def in_shard(key: str, shard: tuple[int, int]) -> bool:
     """Deterministic shard membership by a hash of the video key (stable as CSVs grow)."""
     index, count = shard
     return int(hashlib.sha1(key.encode()).hexdigest()[:12], 16) % count == index
-
-
-def split_videos(config: Config, split: str, csv_path: Path | None = None,
-                 videos_dir: Path | None = None) -> tuple[list[VideoRef], list[str]]:
-    """The videos (and their tags) of one split's CSV, keyed by their path relative to the data root
-    (the absolute path for a video outside it); paths are normalised without touching the disk, so a
-    key stays the same however the CSV spells the path."""
-    csv_path = csv_path or config.data.csv_path(split)
-    videos_dir = videos_dir or config.data.videos_dir(split)
-    table = read_video_table(csv_path)
-    root = Path(os.path.normpath(config.data.root.absolute()))
-    refs = []
-    for name in table["video_name"]:
-        path = Path(os.path.normpath((videos_dir / name).absolute()))
-        key = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
-        refs.append(VideoRef.from_path(key, path))
-    return refs, list(table["tag"])
 
 
 def _decode(video: VideoRef, config: Config) -> DecodedClip | VideoError:
@@ -178,14 +158,13 @@ def _write_bad_report(cache: FeatureCache, requested: list[VideoRef], bad: dict[
         raise CacheWriteError(cache.path, exc.strerror or str(exc)) from None
 
 
-def extract_videos(config: Config, videos: list[VideoRef], weights: WeightsSource | None = None,
-                   progress: bool = True, shard: tuple[int, int] | None = None) -> ExtractReport:
+def extract_videos(config: Config, videos: list[VideoRef], weights: WeightsSource, progress: bool = True,
+                   shard: tuple[int, int] | None = None) -> ExtractReport:
     """Extracts every video of ``videos`` (of ``shard`` I/N, if given) not yet cached.
 
     Bad videos are listed in ``bad_videos.csv`` and skipped; raises DataError
     only when no video is usable or more than ``cache.max_bad_fraction`` are bad.
     """
-    weights = weights or resolve_weights(config.extractor)  # fails early, before any decoding
     if shard:
         videos = [v for v in videos if in_shard(v.key, shard)]
     cache = open_cache(config, weights, shard)
@@ -234,6 +213,13 @@ def _check_space(cache: FeatureCache, n_videos: int) -> None:
         raise CacheError(f"Not enough space for the feature cache in {cache.path}: {n_videos} videos need about "
                          f"{_megabytes(needed)} MB, {_megabytes(free)} MB are free. Make room or set cache.dir to "
                          "another folder (e.g. --set cache.dir=/scratch/features_cache).")
+
+
+def extract_split(config: Config, split: str, weights: WeightsSource, progress: bool = True) -> ExtractReport:
+    """Extracts what is missing of one split of the config (``train`` / ``test``)."""
+    from videoclf.data.videos import split_videos
+
+    return extract_videos(config, split_videos(config, split)[0], weights, progress=progress)
 
 
 def _run(config, weights, cache, todo, report, progress) -> None:

@@ -16,7 +16,8 @@ import threading
 
 from videoclf.config import Config
 from videoclf.data.source import ensure_data
-from videoclf.features.extract import extract_videos, split_videos
+from videoclf.features.extract import extract_split
+from videoclf.features.extractors import resolve_weights
 from videoclf.search.run import SearchResult, run_search
 
 
@@ -31,8 +32,9 @@ def run_with_local_workers(config: Config, name: str, worker_args: list[str], wo
     from videoclf.tracking import open_store
 
     ensure_data(config)
+    weights = resolve_weights(config.extractor)
     for split in ("train", "test"):  # extract once, before the workers read the cache
-        extract_videos(config, split_videos(config, split)[0])
+        extract_split(config, split, weights)
     open_store()  # create a fresh SQLite store before several processes open it
     roles = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(_free_port())}
     os.environ.update(roles, KERASTUNER_TUNER_ID="chief")

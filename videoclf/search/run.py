@@ -26,6 +26,7 @@ from videoclf.data.source import ensure_data
 from videoclf.dataset import Fold, SplitData, Vocabulary, load_split, make_folds, selection_digest
 from videoclf.errors import DataError, VideoclfError
 from videoclf.evaluation import Evaluation, evaluate_probabilities, format_report, write_report_files
+from videoclf.features.extract import extract_split
 from videoclf.features.extractors import FEATURE_DIMS, WeightsSource, resolve_weights
 from videoclf.model import feature_statistics
 from videoclf.registry import Registration, model_requirements, register, sequence_signature
@@ -109,14 +110,16 @@ def distributed_role() -> str | None:
 # -- 1. prepare ------------------------------------------------------------
 def prepare(config: Config, weights: WeightsSource, progress: bool) -> PreparedData:
     """Reads both splits from the cache (extracting what is missing) and cuts the selection folds."""
-    train, vocabulary = load_split(config, "train", weights=weights, progress=progress)
+    for split in ("train", "test"):
+        extract_split(config, split, weights, progress)
+    train, vocabulary = load_split(config, "train", weights)
     present = {vocabulary.classes[i] for i in set(train.labels.tolist())}
     missing = [c for c in vocabulary.classes if c not in present]
     if len(present) < 2 or missing:
         raise DataError(f"{config.data.csv_path('train')}: expected at least two classes, each with usable "
                         f"training videos. Received: {sorted(present)}; without videos: {missing}. Add videos "
                         f"or set data.classes.")
-    test, _ = load_split(config, "test", vocabulary, weights=weights, progress=progress)
+    test, _ = load_split(config, "test", weights, vocabulary)
     training = config.training
     n_folds = training.folds_for(len(train))
     folds = make_folds(train, n_folds, training.validation_fraction, training.seed)
@@ -134,12 +137,29 @@ def search(tuner, config: Config, search_id: str) -> None:
     try:
         tuner.search(verbose=0)
     except RuntimeError as exc:
-        if "consecutive failures" not in str(exc):
+        # KerasTuner stops a search after too many failed trials in a row; known by the oracle's state, not by
+        # the wording of its message.
+        last = _stopped_by_failures(tuner.oracle)
+        if last is None:
             raise
+        limit = tuner.oracle.max_consecutive_failed_trials
         raise VideoclfError(
-            f"KerasTuner stopped search {search_id}: {exc} Every failed trial is a FAILED run with its error "
-            f"in MLflow (experiment {config.tracking.experiment_name}); fix the search space and re-run."
+            f"KerasTuner stopped search {search_id}: {limit} trials failed in a row (the last with: {last}). Every "
+            f"failed trial is a FAILED run with its error in MLflow (experiment {config.tracking.experiment_name}); "
+            "fix the cause and re-run."
         ) from None
+
+
+def _stopped_by_failures(oracle) -> str | None:
+    """The last error when ``max_consecutive_failed_trials`` trials failed in a row (in the order they ended)."""
+    run, limit = 0, oracle.max_consecutive_failed_trials
+    for trial_id in getattr(oracle, "end_order", []):
+        trial = oracle.trials[trial_id]
+        run = run + 1 if trial.status == "FAILED" else 0
+        if run >= limit:
+            lines = (trial.message or "").strip().splitlines()
+            return lines[-1] if lines else "no message"
+    return None
 
 
 def _trials_table(oracle) -> pd.DataFrame:
@@ -276,8 +296,8 @@ def training_clips(config: Config, train: SplitData, sample: int = 20) -> dict |
             "max_seconds": longest / fps}
 
 
-def publish(config: Config, tracker: SearchTracker, model, best, data: PreparedData,
-            final: FinalModels) -> Registration:
+def publish(config: Config, tracker: SearchTracker, model, best, data: PreparedData, final: FinalModels,
+            weights: WeightsSource) -> Registration:
     """Logs the sequence model and the video-in pyfunc, registers it (once per winning trial)."""
     import mlflow
 
@@ -294,7 +314,8 @@ def publish(config: Config, tracker: SearchTracker, model, best, data: PreparedD
         mlflow.keras.log_model(
             model, name="sequence_model", pip_requirements=model_requirements(),
             signature=sequence_signature(model.input_shape[-1], len(data.vocabulary.classes)))
-        info = log_video_model(config, model, data.vocabulary.classes, int(length), training_clips(config, data.train))
+        info = log_video_model(config, weights, model, data.vocabulary.classes, int(length),
+                               training_clips(config, data.train))
     return register(info.model_uri, name=config.tracking.registered_model_name, alias=config.tracking.champion_alias,
                     selection_score=best.score, selection_digest=data.selection_digest,
                     higher_is_better=not config.tuning.objective.endswith("loss"),
@@ -350,10 +371,11 @@ def _run(config: Config, tracker: SearchTracker | None, hypermodel, data: Prepar
         if worker:
             print(f"worker {role}: no trials left; the chief tests and registers the winner", flush=True)
             return None
-        return _finish(config, tuner, hypermodel, tracker, data, search_id, name, register_model)
+        return _finish(config, tuner, hypermodel, tracker, data, weights, search_id, name, register_model)
 
 
-def _finish(config: Config, tuner, hypermodel, tracker, data: PreparedData, search_id: str, name: str,
+def _finish(config: Config, tuner, hypermodel, tracker, data: PreparedData, weights: WeightsSource, search_id: str,
+            name: str,
             register_model: bool) -> SearchResult:
     best_trials = tuner.oracle.get_best_trials(1)
     if not best_trials or best_trials[0].score is None:
@@ -381,7 +403,7 @@ def _finish(config: Config, tuner, hypermodel, tracker, data: PreparedData, sear
     if tracker:
         _log_report(tracker, config, name, best, data, final, baselines, trials, comparison, summary)
         if register_model:
-            registration = publish(config, tracker, final.models[0], best, data, final)
+            registration = publish(config, tracker, final.models[0], best, data, final, weights)
             # the UI shows the model on the parent run; the winning trial points at it too
             tracker.tag_trial(best.trial_id, "registered_model_version", f"{registration.name}/{registration.version}")
         tracker.set_tags({"mlflow.note.content": leaderboard_markdown(

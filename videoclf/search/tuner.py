@@ -67,14 +67,15 @@ class CrossValidatedTuner:
             self._track(self.tracker.trial_started, trial.trial_id, trial.hyperparameters.values)
 
     def on_trial_end(self, trial):
-        super().on_trial_end(trial)
-        trial = self.oracle.get_trial(trial.trial_id)
-        status = str(trial.status)
-        if self.tracker:
-            self._track(self.tracker.trial_ended, trial.trial_id, status, trial.score, best_epoch_of(trial),
-                        trial.message)
-        self.trial_seconds[trial.trial_id] = time.perf_counter() - self._trial_clock
-        _print_trial(trial, self.oracle, self.trial_seconds[trial.trial_id], self.max_trials_hint)
+        try:
+            super().on_trial_end(trial)  # raises when too many trials failed in a row: the run still ends
+        finally:
+            trial = self.oracle.get_trial(trial.trial_id)
+            if self.tracker:
+                self._track(self.tracker.trial_ended, trial.trial_id, str(trial.status), trial.score,
+                            best_epoch_of(trial), trial.message)
+            self.trial_seconds[trial.trial_id] = time.perf_counter() - self._trial_clock
+            _print_trial(trial, self.oracle, self.trial_seconds[trial.trial_id], self.max_trials_hint)
 
 
 class FirstTrialsRandomOracle(kt.oracles.RandomSearchOracle):
