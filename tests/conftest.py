@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -17,6 +18,51 @@ import yaml
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "models:/videoclf-test@champion"  # what the ``searched`` fixture registers
+
+
+def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300,
+            **kwargs) -> subprocess.CompletedProcess:
+    """Runs ``videoclf ARGS`` (or ``python ARGS`` when ``args[0]`` is a path to Python) as a user would: a fresh
+    process in ``cwd``, this checkout on the path, TensorFlow's start-up lines off, output captured."""
+    command = args if args and args[0] == sys.executable else [sys.executable, "-m", "videoclf", *args]
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    return subprocess.run(command, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+                          **kwargs)
+
+
+# A tiny demo search: a few clips, one holdout split; tests that are about CV/seeds/baselines ask for more.
+TINY_SEARCH = {
+    "data.demo": {"seed": 3, "train_groups": 3, "test_groups": 1, "clips_per_group": 2, "min_frames": 12,
+                  "max_frames": 30},
+    "training.validation_fraction": 0.34,
+    "training.early_stopping_patience": None,
+    "training.cv_folds": 1,  # one holdout split keeps these searches short; cross-validation is tested on its own
+}
+
+
+def trial_runs(client, search_id: str, experiment: str = "test"):
+    """The nested trial runs of one search, from a real MLflow store."""
+    from videoclf.tracking import ROLE_TAG, SEARCH_TAG
+
+    experiment = client.get_experiment_by_name(experiment)
+    return client.search_runs([experiment.experiment_id],
+                              f"tags.{SEARCH_TAG} = '{search_id}' and tags.{ROLE_TAG} = 'trial'")
+
+
+def worker_pid(tuner_id: str, parent: int) -> int | None:
+    """The pid of the local worker process running as ``tuner_id`` under ``parent``."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+        if ppid == parent and f"KERASTUNER_TUNER_ID={tuner_id}".encode() in environ:
+            return int(entry.name)
+    return None
 
 
 def write_video(path: Path, n_frames: int, size=(64, 48), codec="MJPG", seed=0, fps=25) -> Path:

@@ -15,8 +15,7 @@ from mlflow.tracking import MlflowClient
 from videoclf.config import load_config
 from videoclf.search.run import search_id_for
 
-from conftest import REPO, free_port, wait_until_up
-from test_search import TINY, _trial_runs, _worker_pid
+from conftest import REPO, TINY_SEARCH, free_port, trial_runs, wait_until_up, worker_pid
 
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None) if Path("/usr/lib/postgresql").is_dir() \
     else None
@@ -80,7 +79,7 @@ def tracking_server(postgres, tmp_path, monkeypatch):
 
 def test_chief_and_workers_log_to_a_tracking_server_on_postgres(tmp_path, make_config, tracking_server):
     epochs = 30
-    path = make_config({**TINY, "tuning.max_trials": 4, "training.epochs": epochs, "search.batch_size": [2]})
+    path = make_config({**TINY_SEARCH, "tuning.max_trials": 4, "training.epochs": epochs, "search.batch_size": [2]})
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
     chief = subprocess.Popen([sys.executable, "-m", "videoclf", "tune", "--config", str(path), "--local-workers",
                               "2"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -90,16 +89,16 @@ def test_chief_and_workers_log_to_a_tracking_server_on_postgres(tmp_path, make_c
     victim, deadline = None, time.time() + 300
     while victim is None and time.time() < deadline and chief.poll() is None:
         try:
-            running = [r for r in _trial_runs(client, search_id) if r.info.status == "RUNNING"]
+            running = [r for r in trial_runs(client, search_id) if r.info.status == "RUNNING"]
         except Exception:  # noqa: BLE001 - the experiment may not exist yet
             running = []
-        victim = _worker_pid("tuner1", chief.pid) if running else None
+        victim = worker_pid("tuner1", chief.pid) if running else None
         time.sleep(0.2)
     assert victim, "no worker was found running a trial"
     os.kill(victim, signal.SIGKILL)  # mid-search: its trial must still end up logged exactly once
     output, _ = chief.communicate(timeout=600)
     assert chief.returncode == 0, output[-4000:]
-    runs = _trial_runs(client, search_id)
+    runs = trial_runs(client, search_id)
     assert len(runs) == 4 and len({r.data.tags["kt_trial_id"] for r in runs}) == 4
     assert len({r.data.tags["mlflow.parentRunId"] for r in runs}) == 1
     assert all(r.info.status == "FINISHED" for r in runs)  # none left RUNNING

@@ -14,7 +14,7 @@ from videoclf.errors import CacheError, DataError
 from videoclf.features.extract import extract_videos, open_cache
 from videoclf.features.extractors import resolve_weights
 
-from conftest import REPO, write_csv, write_video
+from conftest import REPO, run_cli, write_csv, write_video
 
 
 def _cache(config):
@@ -113,15 +113,9 @@ def test_corrupt_and_foreign_cache_files_are_detected(tmp_path, make_config):
     cache_file.write_bytes(b"\x89HDF garbage")
     with pytest.raises(CacheError, match="--rebuild"):
         _cache(config).index()
-    result = _cli(["extract", "--config", str(make_config()), "--rebuild"], cwd=tmp_path)
+    result = run_cli(["extract", "--config", str(make_config()), "--rebuild"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert _cache(config).read([v.key for v in videos])[0].shape[0] == 2
-
-
-def _cli(args, cwd, **kwargs):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", "videoclf", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300, **kwargs)
 
 
 def _slow_config(tmp_path, make_config, n):
@@ -200,13 +194,13 @@ def test_shards_extract_side_by_side_and_readers_see_the_union(tmp_path, make_co
     assert not per_shard[0] & per_shard[1] and all(per_shard)  # disjoint, nothing copied
     videos, _ = split_videos(config, "train")
     assert _cache(config).read([v.key for v in videos])[0].shape == (8, 8, 1280)  # the union
-    again = _cli(["extract", "--config", str(path), "--shard", "0/2"], cwd=tmp_path)
+    again = run_cli(["extract", "--config", str(path), "--shard", "0/2"], cwd=tmp_path)
     assert again.returncode == 0 and "(0 extracted now" in again.stdout
     assert extract_videos(config, videos, resolve_weights(config.extractor), progress=False).extracted == 0  # unsharded reader: all present
 
 
 def test_bad_shard_argument(tmp_path, make_config):
-    result = _cli(["extract", "--config", str(make_config()), "--shard", "2/2"], cwd=tmp_path)
+    result = run_cli(["extract", "--config", str(make_config()), "--shard", "2/2"], cwd=tmp_path)
     assert result.returncode == 2 and "0 <= I < N" in result.stderr
 
 
@@ -253,14 +247,14 @@ def test_a_failing_cache_write_is_one_clear_error_and_the_rerun_resumes(tmp_path
     # Each video's part file (~33 KB) fits under the limit; merging the six parts (~135 KB) does not.
     _dataset(tmp_path / "data")
     path = make_config()
-    failed = _cli(["extract", "--config", str(path)], cwd=tmp_path, preexec_fn=_file_size_limit(60_000))
+    failed = run_cli(["extract", "--config", str(path)], cwd=tmp_path, preexec_fn=_file_size_limit(60_000))
     assert failed.returncode == 2, failed.stderr[-3000:]
     assert "Cannot write to the feature cache folder" in failed.stderr and "File too large" in failed.stderr
     assert "Extracted and kept: 6 videos" in failed.stderr and "set cache.dir" in failed.stderr
     assert "Traceback" not in failed.stderr and "Exception ignored" not in failed.stderr
     cache = _cache(load_config(path))
     assert not list(cache.path.rglob("*.tmp"))  # the partial file is gone
-    resumed = _cli(["extract", "--config", str(path)], cwd=tmp_path)
+    resumed = run_cli(["extract", "--config", str(path)], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "6/6 videos cached (0 extracted now)" in resumed.stdout  # nothing was lost or extracted twice
     assert (cache.path / "features.h5").is_file() and not list(cache.parts.glob("*.h5"))

@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,27 +13,13 @@ from PIL import Image
 
 from videoclf.config import load_config
 from videoclf.search.run import run_search, search_id_for
-from videoclf.tracking import ROLE_TAG, SEARCH_TAG, STATUS_TAG
+from videoclf.tracking import ROLE_TAG, STATUS_TAG
 
-from conftest import REPO
-
-TINY = {
-    "data.demo": {"seed": 3, "train_groups": 3, "test_groups": 1, "clips_per_group": 2, "min_frames": 12,
-                  "max_frames": 30},
-    "training.validation_fraction": 0.34,
-    "training.early_stopping_patience": None,
-    "training.cv_folds": 1,  # one holdout split keeps these searches short; cross-validation is tested on its own
-}
-
-
-def _trial_runs(client, search_id):
-    experiment = client.get_experiment_by_name("test")
-    return client.search_runs([experiment.experiment_id],
-                              f"tags.{SEARCH_TAG} = '{search_id}' and tags.{ROLE_TAG} = 'trial'")
+from conftest import REPO, TINY_SEARCH, trial_runs, worker_pid
 
 
 def test_search_logs_every_trial_registers_and_tests_the_winner(tmp_path, make_config, tracking_uri, capsys):
-    config = load_config(make_config({**TINY, "tuning.max_trials": 3, "tuning.final_seeds": 2, "training.cv_folds": 3,
+    config = load_config(make_config({**TINY_SEARCH, "tuning.max_trials": 3, "tuning.final_seeds": 2, "training.cv_folds": 3,
                                       "tuning.baselines": ["pooled_logreg", "step_stats_logreg", "seed_gru"]}))
     result = run_search(config, "tiny", progress=False)
     out = capsys.readouterr().out
@@ -42,7 +27,7 @@ def test_search_logs_every_trial_registers_and_tests_the_winner(tmp_path, make_c
     assert "tracking store" in out and tracking_uri in out and result.parent_run_id in out
     assert "confusion matrix" in out and "mlflow ui --backend-store-uri" in out and "videoclf predict" in out
     client = MlflowClient()
-    runs = _trial_runs(client, result.search_id)
+    runs = trial_runs(client, result.search_id)
     assert len(runs) == len(result.trials) == 3
     for run in runs:
         assert run.data.tags["mlflow.parentRunId"] == result.parent_run_id
@@ -100,12 +85,12 @@ def test_failing_trial_is_failed_and_the_search_completes(tmp_path, make_config,
         return real_build(self, hp)
 
     monkeypatch.setattr(SequenceHyperModel, "build", build)
-    config = load_config(make_config({**TINY, "tuning.max_trials": 4, "search.gru_units": [[8, 9]],
+    config = load_config(make_config({**TINY_SEARCH, "tuning.max_trials": 4, "search.gru_units": [[8, 9]],
                                       "search.seq_length": [8], "search.frame_units": [0],
                                       "search.dropout": [0.0], "search.learning_rate": [0.001],
                                       "search.input_dropout": [0.0]}))
     result = run_search(config, "failing", progress=False, register_model=False)
-    runs = _trial_runs(MlflowClient(), result.search_id)
+    runs = trial_runs(MlflowClient(), result.search_id)
     statuses = sorted(r.info.status for r in runs)
     assert statuses == ["FAILED", "FINISHED"]
     failed = next(r for r in runs if r.info.status == "FAILED")
@@ -121,11 +106,11 @@ def test_a_search_whose_every_trial_fails_is_one_clear_error(tmp_path, make_conf
         raise RuntimeError("injected failure: out of memory while training")
 
     monkeypatch.setattr(SequenceHyperModel, "fit", fit)
-    config = load_config(make_config({**TINY, "tuning.max_trials": 5}))
+    config = load_config(make_config({**TINY_SEARCH, "tuning.max_trials": 5}))
     with pytest.raises(VideoclfError, match="KerasTuner stopped search .* FAILED run with its error"):
         run_search(config, "all-failing", progress=False)
     client = MlflowClient()
-    runs = _trial_runs(client, search_id_for(config, "all-failing"))
+    runs = trial_runs(client, search_id_for(config, "all-failing"))
     assert len(runs) == 3 and all(r.info.status == "FAILED" for r in runs)  # KerasTuner's limit: 3 in a row
     parent = client.search_runs([client.get_experiment_by_name("test").experiment_id],
                                 f"tags.{ROLE_TAG} = 'search'")[0]
@@ -133,7 +118,7 @@ def test_a_search_whose_every_trial_fails_is_one_clear_error(tmp_path, make_conf
 
 
 def test_resumed_search_reruns_nothing_and_logs_no_duplicates(tmp_path, make_config, tracking_uri):
-    path = make_config({**TINY, "tuning.max_trials": 2, "training.epochs": 60, "search.batch_size": [2]})
+    path = make_config({**TINY_SEARCH, "tuning.max_trials": 2, "training.epochs": 60, "search.batch_size": [2]})
     config = load_config(path)
     search_id = search_id_for(config, "cfg")
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -143,7 +128,7 @@ def test_resumed_search_reruns_nothing_and_logs_no_duplicates(tmp_path, make_con
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         try:
-            if client.get_experiment_by_name("test") and _trial_runs(client, search_id):
+            if client.get_experiment_by_name("test") and trial_runs(client, search_id):
                 break
         except Exception:  # noqa: BLE001 - the store may be mid-creation
             pass
@@ -151,17 +136,17 @@ def test_resumed_search_reruns_nothing_and_logs_no_duplicates(tmp_path, make_con
     assert proc.poll() is None, (tmp_path / "tune.log").read_text()[-3000:]
     os.kill(proc.pid, signal.SIGKILL)  # mid-trial: its run is left RUNNING
     proc.wait()
-    assert any(r.info.status == "RUNNING" for r in _trial_runs(client, search_id))
+    assert any(r.info.status == "RUNNING" for r in trial_runs(client, search_id))
 
     first = run_search(config, "cfg", progress=False, register_model=False)  # resume
-    runs = _trial_runs(client, search_id)
+    runs = trial_runs(client, search_id)
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     assert len({r.data.tags["kt_trial_id"] for r in runs}) == 2
 
     more = load_config(path, ["tuning.max_trials=3"])
     assert search_id_for(more, "cfg") == search_id
     second = run_search(more, "cfg", progress=False, register_model=False)
-    runs = _trial_runs(client, search_id)
+    runs = trial_runs(client, search_id)
     assert len(runs) == 3 and len({r.data.tags["kt_trial_id"] for r in runs}) == 3
     assert second.parent_run_id == first.parent_run_id
     parent = client.get_run(first.parent_run_id)
@@ -171,7 +156,7 @@ def test_resumed_search_reruns_nothing_and_logs_no_duplicates(tmp_path, make_con
 @pytest.mark.slow
 def test_two_tune_processes_started_together_on_a_fresh_store(tmp_path, make_config, tracking_uri):
     # Fresh data folder, cache, tuner directory and SQLite store: everything is created by the two at once.
-    path = make_config({**TINY, "tuning.max_trials": 2, "training.epochs": 2})
+    path = make_config({**TINY_SEARCH, "tuning.max_trials": 2, "training.epochs": 2})
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
     procs = [subprocess.Popen([sys.executable, "-m", "videoclf", "tune", "--config", str(path)], cwd=tmp_path,
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -182,7 +167,7 @@ def test_two_tune_processes_started_together_on_a_fresh_store(tmp_path, make_con
         assert "Traceback" not in output
     client = MlflowClient()  # the store is usable, and holds each trial once under one parent run
     search_id = search_id_for(load_config(path), "cfg")
-    runs = _trial_runs(client, search_id)
+    runs = trial_runs(client, search_id)
     assert len(runs) == 2 and len({r.data.tags["kt_trial_id"] for r in runs}) == 2
     assert all(r.info.status == "FINISHED" for r in runs)
     experiment = client.get_experiment_by_name("test")
@@ -195,7 +180,7 @@ def test_two_tune_processes_started_together_on_a_fresh_store(tmp_path, make_con
 
 @pytest.mark.slow
 def test_mlflow_run_entry_point(tmp_path, make_config, tracking_uri):
-    path = make_config({**TINY, "tuning.max_trials": 1, "training.epochs": 1})
+    path = make_config({**TINY_SEARCH, "tuning.max_trials": 1, "training.epochs": 1})
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
     result = subprocess.run(["mlflow", "run", str(REPO), "-e", "tune", "--env-manager", "local", "-P",
                              f"config={path}", "-P", "max_trials=1"], cwd=tmp_path, env=env, capture_output=True,
@@ -203,7 +188,7 @@ def test_mlflow_run_entry_point(tmp_path, make_config, tracking_uri):
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient()
     search_id = search_id_for(load_config(path), "cfg")
-    assert len(_trial_runs(client, search_id)) == 1
+    assert len(trial_runs(client, search_id)) == 1
     project_run = client.search_runs([client.get_experiment_by_name("Default").experiment_id])[0]
     assert project_run.info.status == "FINISHED"
     parent = client.get_run(project_run.data.tags["videoclf_search_run"])
@@ -212,14 +197,14 @@ def test_mlflow_run_entry_point(tmp_path, make_config, tracking_uri):
 
 @pytest.mark.slow
 def test_chief_and_two_local_workers_log_each_trial_once(tmp_path, make_config, tracking_uri):
-    path = make_config({**TINY, "tuning.max_trials": 4, "training.epochs": 2})
+    path = make_config({**TINY_SEARCH, "tuning.max_trials": 4, "training.epochs": 2})
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
     result = subprocess.run([sys.executable, "-m", "videoclf", "tune", "--config", str(path), "--local-workers", "2"],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "worker tuner0" in result.stdout and "worker tuner1" in result.stdout
     client = MlflowClient()
-    runs = _trial_runs(client, search_id_for(load_config(path), "cfg"))
+    runs = trial_runs(client, search_id_for(load_config(path), "cfg"))
     assert len(runs) == 4 and len({r.data.tags["kt_trial_id"] for r in runs}) == 4
     assert len({r.data.tags["mlflow.parentRunId"] for r in runs}) == 1
     assert all(r.info.status == "FINISHED" for r in runs)
@@ -228,25 +213,9 @@ def test_chief_and_two_local_workers_log_each_trial_once(tmp_path, make_config, 
     assert [v.version for v in client.search_model_versions("name = 'videoclf-test'")] == [1]
 
 
-def _worker_pid(tuner_id: str, parent: int) -> int | None:
-    """The pid of the local worker process running as ``tuner_id`` under ``parent``."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            status = (entry / "status").read_text()
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        ppid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
-        if ppid == parent and f"KERASTUNER_TUNER_ID={tuner_id}".encode() in environ:
-            return int(entry.name)
-    return None
-
-
 @pytest.mark.slow
 def test_a_worker_killed_mid_trial_is_replaced_and_the_search_completes(tmp_path, make_config, tracking_uri):
-    path = make_config({**TINY, "tuning.max_trials": 4, "training.epochs": 40, "search.batch_size": [2]})
+    path = make_config({**TINY_SEARCH, "tuning.max_trials": 4, "training.epochs": 40, "search.batch_size": [2]})
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
     chief = subprocess.Popen([sys.executable, "-m", "videoclf", "tune", "--config", str(path), "--local-workers",
                               "2"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -257,18 +226,18 @@ def test_a_worker_killed_mid_trial_is_replaced_and_the_search_completes(tmp_path
     victim = None
     while time.time() < deadline and chief.poll() is None and victim is None:
         try:
-            running = [r for r in _trial_runs(client, search_id) if r.info.status == "RUNNING"]
+            running = [r for r in trial_runs(client, search_id) if r.info.status == "RUNNING"]
         except Exception:  # noqa: BLE001 - the store may be mid-creation
             running = []
         if running:
-            victim = _worker_pid("tuner0", chief.pid)
+            victim = worker_pid("tuner0", chief.pid)
         time.sleep(0.2)
     assert victim, "no worker was found running a trial"
     os.kill(victim, signal.SIGKILL)
     output, _ = chief.communicate(timeout=600)
     assert chief.returncode == 0, output[-3000:]
     assert "worker tuner0 exited with -9; restarting it" in output
-    runs = _trial_runs(client, search_id)
+    runs = trial_runs(client, search_id)
     assert len(runs) == 4 and len({r.data.tags["kt_trial_id"] for r in runs}) == 4
     assert all(r.info.status == "FINISHED" for r in runs)
     assert [v.version for v in client.search_model_versions("name = 'videoclf-test'")] == [1]

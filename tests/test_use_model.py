@@ -12,13 +12,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 
-from conftest import MODEL, REPO, free_port, wait_until_up, write_video
+from conftest import MODEL, run_cli, free_port, wait_until_up, write_video
 
-
-
-def _run(args, cwd, uri, timeout=300):
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
-    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def test_pyfunc_predicts_paths_in_a_fresh_process_elsewhere(searched, tmp_path):
@@ -38,7 +33,7 @@ print(json.dumps({{"labels": table.predicted_label.tolist(), "errors": table.err
     env_cache = searched["root"] / "cache"
     env_cache.rename(env_cache.with_name("cache-hidden"))  # the model must not need the feature cache
     try:
-        result = _run([sys.executable, "-c", script], other, searched["uri"])
+        result = run_cli([sys.executable, "-c", script], other, {"MLFLOW_TRACKING_URI": searched["uri"]})
     finally:
         env_cache.with_name("cache-hidden").rename(env_cache)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -51,9 +46,9 @@ print(json.dumps({{"labels": table.predicted_label.tolist(), "errors": table.err
 
 def test_predict_command_prints_sorted_probabilities_and_writes_a_gif(searched, tmp_path):
     video = searched["videos"][0]
-    result = _run([sys.executable, "-m", "videoclf", "predict", str(video), "--model", MODEL, "--gif", "seen.gif",
+    result = run_cli(["predict", str(video), "--model", MODEL, "--gif", "seen.gif",
                    "--csv", "p.csv"],
-                  tmp_path, searched["uri"])
+                  tmp_path, {"MLFLOW_TRACKING_URI": searched["uri"]})
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [line for line in result.stdout.splitlines() if line.startswith("  ")]
     percents = [float(line.rsplit(":", 1)[1].strip().rstrip("%")) for line in lines]
@@ -72,12 +67,12 @@ def test_predict_command_prints_sorted_probabilities_and_writes_a_gif(searched, 
 
 def test_long_videos_warn_and_predict_over_time_windows(searched, tmp_path):
     long_video = write_video(tmp_path / "long.avi", 250, size=(64, 48), fps=25)  # 10 s; training clips <= 1.2 s
-    whole = _run([sys.executable, "-m", "videoclf", "predict", str(long_video), "--model", MODEL], tmp_path,
-                 searched["uri"])
+    whole = run_cli(["predict", str(long_video), "--model", MODEL], tmp_path,
+                 {"MLFLOW_TRACKING_URI": searched["uri"]})
     assert whole.returncode == 0, whole.stderr[-3000:]
     assert "warning:" in whole.stdout and "--window" in whole.stdout
-    result = _run([sys.executable, "-m", "videoclf", "predict", str(long_video), "--model", MODEL, "--window", "2",
-                   "--stride", "1", "--csv", "windows.csv"], tmp_path, searched["uri"])
+    result = run_cli(["predict", str(long_video), "--model", MODEL, "--window", "2",
+                   "--stride", "1", "--csv", "windows.csv"], tmp_path, {"MLFLOW_TRACKING_URI": searched["uri"]})
     assert result.returncode == 0, result.stderr[-3000:]
     table = pd.read_csv(tmp_path / "windows.csv")
     windows = table[table.kind == "window"]
@@ -92,22 +87,21 @@ def test_long_videos_warn_and_predict_over_time_windows(searched, tmp_path):
 
 def test_predict_exits_non_zero_when_a_video_fails(searched, tmp_path):
     (tmp_path / "broken.avi").write_bytes(b"junk")
-    result = _run([sys.executable, "-m", "videoclf", "predict", str(searched["videos"][0]),
-                   str(tmp_path / "broken.avi"), "--model", MODEL], tmp_path, searched["uri"])
+    result = run_cli(["predict", str(searched["videos"][0]),
+                   str(tmp_path / "broken.avi"), "--model", MODEL], tmp_path, {"MLFLOW_TRACKING_URI": searched["uri"]})
     assert result.returncode == 2 and "1 of 2 videos could not be predicted" in result.stderr
     assert "error:" in result.stdout and "Traceback" not in result.stderr
 
 
 def test_predict_without_a_model_is_one_clear_error(tmp_path):
-    result = _run([sys.executable, "-m", "videoclf", "predict", "x.avi"], tmp_path,
-                  f"sqlite:///{tmp_path / 'empty.db'}")
+    result = run_cli(["predict", "x.avi"], tmp_path, {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'empty.db'}"})
     assert result.returncode == 2 and "Cannot load model" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_evaluate_reproduces_the_tune_test_accuracy(searched):
-    result = _run([sys.executable, "-m", "videoclf", "evaluate", "--config", str(searched["config"]),
-                   "--model", MODEL], searched["root"], searched["uri"])
+    result = run_cli(["evaluate", "--config", str(searched["config"]),
+                   "--model", MODEL], searched["root"], {"MLFLOW_TRACKING_URI": searched["uri"]})
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(searched["uri"])
     logged = client.get_run(searched["result"].parent_run_id).data.metrics["test_accuracy"]
@@ -158,7 +152,7 @@ def test_a_truncated_tracking_store_is_one_clear_error(searched, tmp_path):
     uri = f"sqlite:///{broken}"
     for args in (["predict", str(searched["videos"][0]), "--model", MODEL],
                  ["tune", "--config", str(searched["config"])]):
-        result = _run([sys.executable, "-m", "videoclf", *args], tmp_path, uri)
+        result = run_cli(args, tmp_path, {"MLFLOW_TRACKING_URI": uri})
         assert result.returncode == 2, result.stderr[-2000:]
         assert "Cannot open the MLflow tracking store" in result.stderr and "mlflow.db.broken" in result.stderr
         assert "Traceback" not in result.stderr
