@@ -328,3 +328,21 @@ def test_load_split_only_reads_the_cache(tmp_path, make_config):
     write_csv(tmp_path / "data" / "train.csv", rows + [("v_C0_g07_c01.avi", "C0")])
     with pytest.raises(CacheError, match="not in the feature cache.*Run videoclf extract"):
         load_split(config, "train", weights)  # never extracts on its own
+
+
+def test_extraction_and_the_registered_model_share_one_frame_feature_path(tmp_path, make_config):
+    """Clips packed across batch boundaries (batch 8, clips of 8, 5 and 3 frames) get the features of their
+    own frames, exactly as one clip at a time would."""
+    from videoclf.features.encode import encode_clips
+    from videoclf.features.runtime import build_frame_model
+
+    config = load_config(make_config())
+    model = build_frame_model(config.extractor, config.sampling, resolve_weights(config.extractor))
+    rng = np.random.default_rng(0)
+    clips = [rng.integers(0, 255, (n, 64, 64, 3), dtype=np.uint8) for n in (8, 5, 3)]
+    together, counts = encode_clips(model, clips, 8)
+    assert counts.tolist() == [8, 5, 3] and together.shape == (3, 8, 1280)
+    for row, clip in enumerate(clips):
+        alone, _ = encode_clips(model, [clip], 8)
+        np.testing.assert_allclose(together[row], alone[0], atol=1e-5)
+        assert not together[row, len(clip):].any()  # padding stays zero

@@ -152,16 +152,11 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         self.sequence_model = keras.saving.load_model(context.artifacts["sequence_model"], compile=False)
 
     def _encode(self, clips: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Sampled frames of each clip → cache-equivalent features ``(N, L, D)`` and real-frame counts."""
-        length = self.sampling.max_seq_length
-        out = np.zeros((len(clips), length, self.frames_model.dim), np.float32)
-        stored = np.array([len(c) for c in clips], np.int64)
-        if clips:
-            frames = np.concatenate(clips)
-            batch = self.frames_model.batch_size
-            vectors = np.concatenate([self.frames_model(frames[i: i + batch]) for i in range(0, len(frames), batch)])
-            for row, (start, count) in enumerate(zip(np.cumsum(stored) - stored, stored)):
-                out[row, :count] = vectors[start: start + count]
+        """Sampled frames of each clip → cache-equivalent features ``(N, L, D)`` and sampled-frame counts,
+        through the same path as extraction (``features.encode``)."""
+        from videoclf.features.encode import encode_clips
+
+        out, stored = encode_clips(self.frames_model, clips, self.sampling.max_seq_length)
         # Same precision the sequence model was trained on (the cache's dtype).
         return out.astype(self.settings["cache_dtype"]).astype(np.float32), stored
 

@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from videoclf.config import Config
@@ -26,6 +25,7 @@ from videoclf.data.videos import VideoRef
 from videoclf.errors import CacheError, DataError, VideoError
 from videoclf.features.cache import CacheWriteError, Entry, FeatureCache
 from videoclf.features.decode import DecodedClip, decode_sampled
+from videoclf.features.encode import ClipEncoder, EncodedClip
 from videoclf.features.extractors import FEATURE_DIMS, WeightsSource
 from videoclf.features.runtime import build_frame_model, runtime_cache_dir
 from videoclf.features.sample import SAMPLING_RULE
@@ -89,51 +89,26 @@ def _decode(video: VideoRef, config: Config) -> DecodedClip | VideoError:
         return VideoError(f"{video.path}: {type(exc).__name__}: {exc}")
 
 
-class _Batcher:
-    """Packs frames of several videos into fixed batches and scatters features back."""
+class _Committer:
+    """Feeds decoded clips to the shared :class:`ClipEncoder` and commits each finished batch of clips."""
 
     def __init__(self, model, cache: FeatureCache, report: ExtractReport, bar):
-        self.model, self.cache, self.report, self.bar = model, cache, report, bar
-        size = model.batch_size
-        self.frames: np.ndarray | None = None
-        self.size = size
-        self.slots: list[tuple[int, int]] = []  # (video slot, position)
-        self.pending: dict[int, list] = {}  # slot -> [video, features, remaining, n_frames, mask]
+        self.encoder = ClipEncoder(model, cache.max_length)
+        self.cache, self.report, self.bar = cache, report, bar
 
-    def add(self, slot: int, video: VideoRef, clip: DecodedClip) -> None:
-        length = self.cache.max_length
-        mask = np.zeros(length, bool)
-        mask[: len(clip.frames)] = True
-        self.pending[slot] = [video, np.zeros((length, self.cache.dim), np.float32), len(clip.frames),
-                              clip.n_frames, mask]
-        if self.frames is None:
-            self.frames = np.empty((self.size, *clip.frames.shape[1:]), np.uint8)
-        for position, frame in enumerate(clip.frames):
-            self.frames[len(self.slots)] = frame
-            self.slots.append((slot, position))
-            if len(self.slots) == self.size:
-                self.flush()
+    def add(self, video: VideoRef, clip: DecodedClip) -> None:
+        self._commit(self.encoder.add((video, clip.n_frames), clip.frames))
 
     def flush(self) -> None:
-        if not self.slots:
+        self._commit(self.encoder.flush())
+
+    def _commit(self, finished: list[EncodedClip]) -> None:
+        self.report.frames = self.encoder.frames_done
+        if not finished:
             return
-        features = self.model(self.frames[: len(self.slots)])
-        done = []
-        for (slot, position), vector in zip(self.slots, features):
-            state = self.pending[slot]
-            state[1][position] = vector
-            state[2] -= 1
-            if state[2] == 0:
-                done.append(slot)
-        self.report.frames += len(self.slots)
-        self.slots = []
-        entries = []
-        for slot in done:
-            video, feats, _, n_frames, mask = self.pending.pop(slot)
-            entries.append(Entry(video, feats, n_frames, mask))
-        self.cache.commit(entries)
-        self.report.extracted += len(entries)
-        self.bar.update(len(entries))
+        self.cache.commit([Entry(c.key[0], c.features, c.key[1], c.mask) for c in finished])
+        self.report.extracted += len(finished)
+        self.bar.update(len(finished))
 
 
 def _write_bad_report(cache: FeatureCache, requested: list[VideoRef], bad: dict[str, str]) -> None:
@@ -229,32 +204,32 @@ def _run(config, weights, cache, todo, report, progress) -> None:
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
             queue = deque()
-            videos = iter(enumerate(todo))
-            for slot, video in videos:
-                queue.append((slot, video, pool.submit(_decode, video, config)))
+            videos = iter(todo)
+            for video in videos:
+                queue.append((video, pool.submit(_decode, video, config)))
                 if len(queue) >= DECODE_LOOKAHEAD:
                     break
-            batcher = None
+            committer = None
             while queue:
-                slot, video, future = queue.popleft()
+                video, future = queue.popleft()
                 nxt = next(videos, None)
                 if nxt is not None:
-                    queue.append((nxt[0], nxt[1], pool.submit(_decode, nxt[1], config)))
+                    queue.append((nxt, pool.submit(_decode, nxt, config)))
                 result = future.result()
                 if isinstance(result, VideoError):
                     report.bad[video.key] = str(result)
                     bar.update(1)
                     continue
-                if batcher is None:
+                if committer is None:
                     built = time.perf_counter()
                     model = build_frame_model(config.extractor, config.sampling, weights, runtime_cache_dir())
                     report.model_build_seconds = time.perf_counter() - built
-                    batcher = _Batcher(model, cache, report, bar)
-                batcher.add(slot, video, result)
+                    committer = _Committer(model, cache, report, bar)
+                committer.add(video, result)
                 elapsed = time.perf_counter() - started
                 bar.set_postfix(frames_s=f"{report.frames / elapsed:.1f}" if elapsed else "-", refresh=False)
-            if batcher is not None:
-                batcher.flush()
+            if committer is not None:
+                committer.flush()
     finally:
         bar.close()
         report.seconds = time.perf_counter() - started

@@ -136,7 +136,7 @@ def prepare(config: Config, weights: WeightsSource, progress: bool) -> PreparedD
 def search(tuner, config: Config, search_id: str) -> None:
     try:
         tuner.search(verbose=0)
-    except RuntimeError as exc:
+    except RuntimeError:
         # KerasTuner stops a search after too many failed trials in a row; known by the oracle's state, not by
         # the wording of its message.
         last = _stopped_by_failures(tuner.oracle)
