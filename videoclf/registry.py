@@ -9,19 +9,13 @@ A search whose winner is already registered is not registered again.
 
 from __future__ import annotations
 
-import json
-import tempfile
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
-from mlflow.types import ColSpec, DataType, Schema, TensorSpec
-
-from videoclf.versions import installed_versions
+from mlflow.types import Schema, TensorSpec
 
 
 @dataclass(frozen=True)
@@ -38,69 +32,6 @@ def sequence_signature(num_features: int, num_classes: int) -> ModelSignature:
     return ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, num_features), "features")]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, num_classes), "probabilities")]))
-
-
-def model_requirements() -> list[str]:
-    """Pinned pip requirements of a logged model (inference needs no tuner or tracking server)."""
-    versions = installed_versions(("tensorflow", "keras", "mlflow", "opencv-python-headless", "numpy", "pandas",
-                                   "h5py", "pydantic", "pyyaml", "filelock", "tqdm", "ai-edge-litert"))
-    return [f"{name}=={value}" for name, value in versions.items()]
-
-
-def log_video_model(config, weights, sequence_model, classes, seq_length: int, training_clips: dict | None = None):
-    """Logs the video-in pyfunc (see videoclf.inference) to the active run; returns its ModelInfo.
-
-    The extractor's weights are bundled, saved from the exact extractor that
-    filled the cache, so the model predicts offline and needs no Keras download.
-    """
-    import mlflow
-    import videoclf
-    from videoclf.features.extractors import build_keras_extractor
-    from videoclf.inference import SETTINGS
-
-    extractor = build_keras_extractor(config.extractor, config.sampling.image_size, weights)
-    settings = {"classes": list(classes), "seq_length": seq_length,
-                "sampling": config.sampling.model_dump(mode="json"),
-                "extractor": config.extractor.model_dump(mode="json"), "cache_dtype": config.cache.dtype,
-                "extractor_weights": {"kind": weights.kind, "digest": weights.digest},
-                "training_clips": training_clips}
-    with tempfile.TemporaryDirectory(prefix="videoclf-model-") as tmp:
-        tmp = Path(tmp)
-        sequence_model.save(tmp / "sequence_model.keras")
-        extractor.save_weights(tmp / "extractor.weights.h5")
-        (tmp / SETTINGS).write_text(json.dumps(settings, indent=2))
-        with warnings.catch_warnings():  # an input example would have to be a real video; the signature says all
-            warnings.filterwarnings("ignore", message=".*input example was not provided.*")
-            return mlflow.pyfunc.log_model(
-                name="model", python_model=str(Path(videoclf.__file__).parent / "served_model.py"),
-                artifacts={"sequence_model": str(tmp / "sequence_model.keras"),
-                           "extractor_weights": str(tmp / "extractor.weights.h5"), "settings": str(tmp / SETTINGS)},
-                code_paths=[str(Path(videoclf.__file__).parent)], pip_requirements=model_requirements(),
-                signature=video_signature(classes), metadata={"classes": list(classes), "seq_length": seq_length})
-
-
-def video_signature(classes) -> ModelSignature:
-    """What the served model takes and returns, shown in the registry UI; MLflow decodes base64 ``video_bytes``.
-
-    Every input column is optional: a row gives ``video_path`` or ``video_bytes`` (then the path is only its
-    name), optionally with ``window_seconds`` / ``stride_seconds``. Outputs: a probability per class (null
-    where the row failed), the predicted label, the row's error and warning, and the window columns.
-    """
-    from videoclf.inference import BYTES_COLUMN, ERROR_COLUMN, LABEL_COLUMN, PATH_COLUMN, WARNING_COLUMN
-
-    inputs = [ColSpec(DataType.string, PATH_COLUMN, required=False),
-              ColSpec(DataType.binary, BYTES_COLUMN, required=False),
-              ColSpec(DataType.double, "window_seconds", required=False),
-              ColSpec(DataType.double, "stride_seconds", required=False)]
-    outputs = [ColSpec(DataType.string, PATH_COLUMN, required=False),
-               *[ColSpec(DataType.double, str(c), required=False) for c in classes],
-               ColSpec(DataType.string, LABEL_COLUMN, required=False),
-               ColSpec(DataType.string, ERROR_COLUMN, required=False),
-               ColSpec(DataType.string, WARNING_COLUMN, required=False),
-               ColSpec(DataType.string, "kind", required=False),
-               ColSpec(DataType.double, "window_start", required=False),
-               ColSpec(DataType.double, "window_end", required=False)]
-    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
 
 
 def _current_champion(client: MlflowClient, name: str, alias: str):

@@ -5,6 +5,6 @@ MLflow runs this file when the model loads; ``videoclf`` itself travels with the
 
 from mlflow.models import set_model
 
-from videoclf.inference import VideoClassifier
+from videoclf.video_model import VideoClassifier
 
 set_model(VideoClassifier())

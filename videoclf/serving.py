@@ -11,7 +11,7 @@ answer. What this adds, for clients on other machines:
   a request's videos not started ``timeout_s`` after it arrived come back with
   an error, so work cannot pile up behind a slow request;
 - **a trust boundary**: paths are read only inside ``--allow-root`` folders
-  (symlinks resolved; none given: bytes only), see ``videoclf.inference``;
+  (symlinks resolved; none given: bytes only), see ``videoclf.video_requests``;
 - **strict JSON**: ``null``, never ``NaN``; a malformed request is a 400 that
   names the expected columns.
 
@@ -32,7 +32,7 @@ from fastapi import FastAPI, Request  # FastAPI reads the handlers' annotations:
 from fastapi.responses import Response
 from mlflow.exceptions import MlflowException
 
-from videoclf.inference import (
+from videoclf.video_requests import (
     ALLOWED_ROOTS_ENV,
     BYTES_COLUMN,
     PATH_COLUMN,

@@ -12,7 +12,7 @@ from videoclf.config import Config
 from videoclf.errors import DataError, VideoclfError
 from videoclf.evaluation import Evaluation, evaluate_probabilities, format_report, write_report_files
 from videoclf.features.decode import shown
-from videoclf.inference import ERROR_COLUMN, WARNING_COLUMN, load_settings, sampled_frames
+from videoclf.video_model import ERROR_COLUMN, WARNING_COLUMN, load_settings, sampled_frames
 
 
 def default_model_uri(config: Config) -> str:
@@ -78,7 +78,7 @@ def predict_videos(paths: list[str], model_uri: str, gif: Path | None = None, cs
     table = model.predict(request)
     settings = load_settings(model)
     for _, row in table.iterrows():
-        print(format_prediction(row, settings["classes"]))
+        print(format_prediction(row, settings.classes))
     if csv:
         table.to_csv(csv, index=False)
         print(f"predictions written to {csv}")
@@ -104,7 +104,7 @@ def evaluate_model(config: Config, model_uri: str, split: str = "test") -> Evalu
     table = read_video_table(config.data.csv_path(split))
     videos_dir = config.data.videos_dir(split)
     model = load_video_model(model_uri)
-    classes = load_settings(model)["classes"]
+    classes = list(load_settings(model).classes)
     unknown = sorted(set(table.tag) - set(classes))
     if unknown:
         raise DataError(f"{config.data.csv_path(split)}: label(s) {unknown} are not classes of {model_uri} "

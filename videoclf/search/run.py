@@ -29,7 +29,8 @@ from videoclf.evaluation import Evaluation, evaluate_probabilities, format_repor
 from videoclf.features.extract import extract_split
 from videoclf.features.extractors import FEATURE_DIMS, WeightsSource, resolve_weights
 from videoclf.model import feature_statistics
-from videoclf.registry import Registration, model_requirements, register, sequence_signature
+from videoclf.registry import Registration, register, sequence_signature
+from videoclf.video_model import model_requirements
 from videoclf.search.hypermodel import SequenceHyperModel
 from videoclf.search.tuner import best_epoch_of, make_tuner
 from videoclf.tracking import SearchTracker
@@ -301,7 +302,8 @@ def publish(config: Config, tracker: SearchTracker, model, best, data: PreparedD
     """Logs the sequence model and the video-in pyfunc, registers it (once per winning trial)."""
     import mlflow
 
-    from videoclf.registry import existing_version, log_video_model
+    from videoclf.registry import existing_version
+    from videoclf.video_model import log_video_model
 
     tags = {"search_id": tracker.search_id, "trial_id": best.trial_id, "run_id": tracker.parent_run_id,
             "trial_run_id": tracker.trial_run_id(best.trial_id) or ""}

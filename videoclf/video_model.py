@@ -1,133 +1,134 @@
-"""The registered model: an MLflow pyfunc that takes video files and returns class probabilities.
+"""The registered video model, in one place: its settings, how it is written, and how it loads and predicts.
 
 Everything inference needs travels inside the model: the sequence model, the
 frame extractor's weights (saved from the exact extractor that filled the
 cache, so no download and no project config are needed), the class list, and
-the sampling settings used in training. It loads in a fresh process, offline,
-from any working directory, without the feature cache.
+the sampling settings used in training (``ModelSettings``, ``settings.json``).
+It loads in a fresh process, offline, from any working directory, without the
+feature cache. It is logged as code (``served_model.py``, MLflow's
+models-from-code) with a signature; ``registry.py`` keeps the alias logic.
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import contextvars
 import json
-import os
 import tempfile
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, DataType, Schema
+
+from videoclf.config import ExtractorConfig, SamplingConfig
+from videoclf.versions import installed_versions
+from videoclf.video_requests import (
+    BYTES_COLUMN,
+    PATH_COLUMN,
+    REQUEST_DEADLINE,
+    TIME_LIMIT_ERROR,
+    VideoRequest,
+    allowed_roots,
+    name_sent_bytes,
+    path_refusal,
+    serving,
+    video_files,
+    video_requests,
+    window_requests,
+)
 
 SETTINGS = "settings.json"
 ERROR_COLUMN = "error"
 LABEL_COLUMN = "predicted_label"
 WARNING_COLUMN = "warning"
-PATH_COLUMN = "video_path"
-BYTES_COLUMN = "video_bytes"
 LONG_VIDEO_FACTOR = 4  # warn when a video is this many times longer than the longest training clip
 PREDICT_CHUNK = 32  # videos decoded and extracted at a time
-ALLOWED_ROOTS_ENV = "VIDEOCLF_ALLOWED_ROOTS"  # os.pathsep-separated folders a served model may read paths from
-
-# When the serving app sets it, a request stops taking new videos at this time.monotonic() value; the rows
-# left get an error (the work is bounded, not merely abandoned by a 504). Context variables follow the request
-# into the worker thread that runs the prediction.
-REQUEST_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("videoclf_deadline", default=None)
-
-
-class RequestError(ValueError):
-    """The request itself is malformed (no usable column): the whole request is refused with this message."""
 
 
 @dataclass(frozen=True)
-class VideoRequest:
-    """One row of a request: a file to read (``path``) or the file's bytes (``data``); ``name`` is echoed back."""
+class ModelSettings:
+    """What the model needs besides its weights, as recorded at training time (``settings.json``)."""
 
-    name: str | None
-    path: str | None = None
-    data: bytes | None = None
-    error: str | None = None
+    classes: tuple[str, ...]
+    seq_length: int
+    sampling: SamplingConfig
+    extractor: ExtractorConfig
+    cache_dtype: str
+    extractor_weights: dict  # kind and digest of the weights that filled the cache
+    training_clips: dict | None = None  # median/max length of the training clips, in frames and seconds
 
+    def to_json(self) -> str:
+        data = asdict(self)
+        data.update(classes=list(self.classes), sampling=self.sampling.model_dump(mode="json"),
+                    extractor=self.extractor.model_dump(mode="json"))
+        return json.dumps(data, indent=2)
 
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA
-
-
-def _as_bytes(value: Any) -> bytes:
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value)
-    if isinstance(value, str):  # base64 text, when no signature made MLflow decode it
-        return base64.b64decode(value, validate=True)
-    raise TypeError(f"expected bytes (base64 in JSON). Received: {type(value).__name__}")
-
-
-def video_requests(model_input: Any) -> list[VideoRequest]:
-    """Rows from a DataFrame (or dict of columns) with ``video_path`` and/or ``video_bytes``, a list of paths or
-    bytes, or one path. A row with bytes is decoded from them (its ``video_path``, if any, is only its name)."""
-    if isinstance(model_input, dict):
-        model_input = pd.DataFrame({k: np.atleast_1d(v) if not isinstance(v, list) else v
-                                    for k, v in model_input.items()})
-    if isinstance(model_input, (str, Path, bytes)):
-        model_input = [model_input]
-    if not isinstance(model_input, pd.DataFrame):
-        items = list(model_input)
-        return [VideoRequest(None, data=bytes(i)) if isinstance(i, (bytes, bytearray)) else VideoRequest(str(i), str(i))
-                for i in items]
-    if PATH_COLUMN not in model_input.columns and BYTES_COLUMN not in model_input.columns:
-        raise RequestError(f"Expected a '{PATH_COLUMN}' (string) and/or '{BYTES_COLUMN}' (binary; base64 in JSON) "
-                           f"column. Received columns: {[str(c) for c in model_input.columns]}")
-    paths = model_input[PATH_COLUMN] if PATH_COLUMN in model_input.columns else [None] * len(model_input)
-    blobs = model_input[BYTES_COLUMN] if BYTES_COLUMN in model_input.columns else [None] * len(model_input)
-    rows = []
-    for path, blob in zip(paths, blobs):
-        name = None if _missing(path) else str(path)
-        if not _missing(blob):
-            try:
-                rows.append(VideoRequest(name, data=_as_bytes(blob)))
-            except (TypeError, ValueError) as exc:
-                rows.append(VideoRequest(name, error=f"{BYTES_COLUMN} is not readable: {exc}"))
-        elif name is not None:
-            rows.append(VideoRequest(name, path=name))
-        else:
-            rows.append(VideoRequest(None, error=f"empty row: expected {PATH_COLUMN} or {BYTES_COLUMN}"))
-    return rows
+    @classmethod
+    def from_json(cls, text: str) -> ModelSettings:
+        data = json.loads(text)
+        return cls(tuple(data["classes"]), int(data["seq_length"]), SamplingConfig(**data["sampling"]),
+                   ExtractorConfig(**data["extractor"]), data["cache_dtype"], data.get("extractor_weights") or {},
+                   data.get("training_clips"))
 
 
-def serving() -> bool:
-    """True inside a model server (MLflow's scoring server sets this; so does ``videoclf serve``)."""
-    from mlflow.environment_variables import _MLFLOW_IS_IN_SERVING_ENVIRONMENT
-
-    return str(_MLFLOW_IS_IN_SERVING_ENVIRONMENT.get() or "").lower() == "true"
-
-
-def allowed_roots() -> list[Path] | None:
-    """Folders a served model may read paths from (resolved); None when any path may be read (in-process use)."""
-    raw = os.environ.get(ALLOWED_ROOTS_ENV)
-    if raw is None and not serving():
-        return None
-    return [Path(p).resolve() for p in (raw or "").split(os.pathsep) if p]
+def model_requirements() -> list[str]:
+    """Pinned pip requirements of a logged model (inference needs no tuner or tracking server)."""
+    versions = installed_versions(("tensorflow", "keras", "mlflow", "opencv-python-headless", "numpy", "pandas",
+                                   "h5py", "pydantic", "pyyaml", "filelock", "tqdm", "ai-edge-litert"))
+    return [f"{name}=={value}" for name, value in versions.items()]
 
 
-def path_refusal(path: str, roots: list[Path] | None) -> str | None:
-    """Why a served model will not read ``path`` (None: it may). Symlinks are followed before the check."""
-    if roots is None:
-        return None
-    if not roots:
-        return ("this server reads no paths (start it with --allow-root DIR to allow a folder); "
-                f"send the file's bytes in {BYTES_COLUMN} instead")
-    try:
-        real = Path(os.path.realpath(path))
-    except (OSError, ValueError) as exc:
-        return f"path cannot be resolved ({exc})"
-    if not any(real.is_relative_to(root) for root in roots):
-        return (f"path is outside the folders this server may read ({os.pathsep.join(map(str, roots))}); send "
-                f"the file's bytes in {BYTES_COLUMN} instead")
-    return None
+def log_video_model(config, weights, sequence_model, classes, seq_length: int, training_clips: dict | None = None):
+    """Logs the video-in pyfunc to the active run; returns its ModelInfo.
+
+    The extractor's weights are bundled, saved from the exact extractor that
+    filled the cache, so the model predicts offline and needs no Keras download.
+    """
+    import videoclf
+    from videoclf.features.extractors import build_keras_extractor
+
+    extractor = build_keras_extractor(config.extractor, config.sampling.image_size, weights)
+    settings = ModelSettings(tuple(classes), int(seq_length), config.sampling, config.extractor, config.cache.dtype,
+                             {"kind": weights.kind, "digest": weights.digest}, training_clips)
+    with tempfile.TemporaryDirectory(prefix="videoclf-model-") as tmp:
+        tmp = Path(tmp)
+        sequence_model.save(tmp / "sequence_model.keras")
+        extractor.save_weights(tmp / "extractor.weights.h5")
+        (tmp / SETTINGS).write_text(settings.to_json())
+        with warnings.catch_warnings():  # an input example would have to be a real video; the signature says all
+            warnings.filterwarnings("ignore", message=".*input example was not provided.*")
+            return mlflow.pyfunc.log_model(
+                name="model", python_model=str(Path(videoclf.__file__).parent / "served_model.py"),
+                artifacts={"sequence_model": str(tmp / "sequence_model.keras"),
+                           "extractor_weights": str(tmp / "extractor.weights.h5"), "settings": str(tmp / SETTINGS)},
+                code_paths=[str(Path(videoclf.__file__).parent)], pip_requirements=model_requirements(),
+                signature=video_signature(classes), metadata={"classes": list(classes), "seq_length": seq_length})
+
+
+def video_signature(classes) -> ModelSignature:
+    """What the served model takes and returns, shown in the registry UI; MLflow decodes base64 ``video_bytes``.
+
+    Every input column is optional: a row gives ``video_path`` or ``video_bytes`` (then the path is only its
+    name), optionally with ``window_seconds`` / ``stride_seconds``. Outputs: a probability per class (null
+    where the row failed), the predicted label, the row's error and warning, and the window columns.
+    """
+    inputs = [ColSpec(DataType.string, PATH_COLUMN, required=False),
+              ColSpec(DataType.binary, BYTES_COLUMN, required=False),
+              ColSpec(DataType.double, "window_seconds", required=False),
+              ColSpec(DataType.double, "stride_seconds", required=False)]
+    outputs = [ColSpec(DataType.string, PATH_COLUMN, required=False),
+               *[ColSpec(DataType.double, str(c), required=False) for c in classes],
+               ColSpec(DataType.string, LABEL_COLUMN, required=False),
+               ColSpec(DataType.string, ERROR_COLUMN, required=False),
+               ColSpec(DataType.string, WARNING_COLUMN, required=False),
+               ColSpec(DataType.string, "kind", required=False),
+               ColSpec(DataType.double, "window_start", required=False),
+               ColSpec(DataType.double, "window_end", required=False)]
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
 
 
 class VideoClassifier(mlflow.pyfunc.PythonModel):
@@ -136,15 +137,14 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         import keras
 
-        import videoclf.model  # noqa: F401 - registers TemporalCentering for loading
-        from videoclf.config import ExtractorConfig, SamplingConfig
+        import videoclf.model  # noqa: F401 - registers the custom layers for loading
         from videoclf.features.extractors import WeightsSource, build_keras_extractor
         from videoclf.features.runtime import frame_model_from_keras
 
-        self.settings = json.loads(Path(context.artifacts["settings"]).read_text())
-        self.classes = list(self.settings["classes"])
-        self.sampling = SamplingConfig(**self.settings["sampling"])
-        extractor_config = ExtractorConfig(**self.settings["extractor"])
+        self.settings = ModelSettings.from_json(Path(context.artifacts["settings"]).read_text())
+        self.classes = list(self.settings.classes)
+        self.sampling = self.settings.sampling
+        extractor_config = self.settings.extractor
         extractor = build_keras_extractor(extractor_config, self.sampling.image_size,
                                           WeightsSource("none", None, "bundled"))
         extractor.load_weights(context.artifacts["extractor_weights"])
@@ -158,18 +158,18 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
 
         out, stored = encode_clips(self.frames_model, clips, self.sampling.max_seq_length)
         # Same precision the sequence model was trained on (the cache's dtype).
-        return out.astype(self.settings["cache_dtype"]).astype(np.float32), stored
+        return out.astype(self.settings.cache_dtype).astype(np.float32), stored
 
     def _probabilities(self, features: np.ndarray, stored: np.ndarray) -> np.ndarray:
         from videoclf.features.sample import derive_sequences
 
-        sequences, _ = derive_sequences(features, stored, int(self.settings["seq_length"]))
+        sequences, _ = derive_sequences(features, stored, self.settings.seq_length)
         return self.sequence_model.predict(sequences, verbose=0)
 
     def features(self, paths: list[str]) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
         """Cache-equivalent features ``(N, L, D)`` and real-frame counts of video files; errors by row."""
         rows = [VideoRequest(str(p), path=str(p)) for p in paths]
-        with _video_files(rows) as files:
+        with video_files(rows) as files:
             features, stored, errors, _ = self._decode_and_encode(files, {})
         return features, stored, errors
 
@@ -231,10 +231,10 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         return table
 
     def _predict_chunk(self, rows: list[VideoRequest]) -> pd.DataFrame:
-        with _video_files(rows) as files:
+        with video_files(rows) as files:
             features, stored, errors, durations = self._decode_and_encode(
                 files, {i: r.error for i, r in enumerate(rows) if r.error})
-        errors = {i: _name_sent_bytes(message, rows[i], files[i]) for i, message in errors.items()}
+        errors = {i: name_sent_bytes(message, rows[i], files[i]) for i, message in errors.items()}
         probabilities = np.full((len(rows), len(self.classes)), np.nan, np.float32)
         good = [i for i in range(len(rows)) if i not in errors]
         if good:
@@ -244,7 +244,7 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
 
     def length_warning(self, seconds: float) -> str | None:
         """Says so when a video (``seconds`` long) is far longer than the clips the model was trained on."""
-        trained = self.settings.get("training_clips")
+        trained = self.settings.training_clips
         if not trained:
             return None
         if seconds <= LONG_VIDEO_FACTOR * trained["max_seconds"]:
@@ -261,12 +261,12 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         deadline = REQUEST_DEADLINE.get()
         error = row.error or (TIME_LIMIT_ERROR if deadline is not None and time.monotonic() > deadline else None)
         if error is None:
-            with _video_files([row]) as (file,):
+            with video_files([row]) as (file,):
                 try:
                     spans = decode_windows(file, window, stride, self.sampling.max_seq_length,
                                            self.sampling.image_size, self.sampling.crop)
                 except VideoError as exc:
-                    error = _name_sent_bytes(str(exc), row, file)
+                    error = name_sent_bytes(str(exc), row, file)
         if error is not None:
             return _whole_video_row(self._table([row.name], np.full((1, len(self.classes)), np.nan, np.float32),
                                                 {0: error}))
@@ -279,33 +279,6 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         return table
 
 
-TIME_LIMIT_ERROR = ("not processed: the request ran past its time limit; send fewer videos per request or "
-                    "raise the server's --timeout")
-
-
-def _name_sent_bytes(message: str, row: VideoRequest, file: str | None) -> str:
-    """Errors about sent bytes name the row as the client knows it, not our temporary file."""
-    if row.data is None or not file:
-        return message
-    return message.replace(file, f"{BYTES_COLUMN} of {row.name}" if row.name else BYTES_COLUMN)
-
-
-@contextlib.contextmanager
-def _video_files(rows: list[VideoRequest]):
-    """A file to decode per row (None for rows with an error): the path, or the bytes written to a private
-    temporary file that is removed afterwards (OpenCV decodes files, not memory)."""
-    files: list[str | None] = []
-    with tempfile.TemporaryDirectory(prefix="videoclf-request-") as folder:
-        for index, row in enumerate(rows):
-            if row.data is not None:
-                file = Path(folder) / f"video-{index}"
-                file.write_bytes(row.data)
-                files.append(str(file))
-            else:
-                files.append(row.path)
-        yield files
-
-
 def _whole_video_row(table: pd.DataFrame) -> pd.DataFrame:
     """A whole-video row in a windowed answer: ``kind=video`` and no window span (JSON null)."""
     table.insert(1, "kind", "video")
@@ -314,38 +287,17 @@ def _whole_video_row(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def window_requests(model_input: Any, params: dict | None, count: int) -> list[tuple[float, float] | None]:
-    """Per row: ``(window, stride)`` seconds, from ``window_seconds`` / ``stride_seconds`` columns or params;
-    None where the whole video is wanted. The stride defaults to the window (no overlap)."""
-    params = params or {}
-    windows = [params.get("window_seconds")] * count
-    strides = [params.get("stride_seconds")] * count
-    if isinstance(model_input, pd.DataFrame):
-        if "window_seconds" in model_input.columns:
-            windows = list(model_input["window_seconds"])
-        if "stride_seconds" in model_input.columns:
-            strides = list(model_input["stride_seconds"])
-    out = []
-    for window, stride in zip(windows, strides):
-        if window is None or pd.isna(window) or float(window) <= 0:
-            out.append(None)
-        else:
-            stride = float(window) if stride is None or pd.isna(stride) else float(stride)
-            out.append((float(window), stride))
-    return out
-
-
-def sampled_frames(path: str, settings: dict) -> np.ndarray:
+def sampled_frames(path: str, settings: ModelSettings) -> np.ndarray:
     """The RGB frames the model looks at for ``path`` (for GIFs)."""
     from videoclf.features.decode import decode_sampled
     from videoclf.features.sample import derived_positions
 
-    clip = decode_sampled(path, settings["sampling"]["max_seq_length"], settings["sampling"]["image_size"],
-                          settings["sampling"]["crop"])
-    positions = derived_positions(len(clip.frames), settings["sampling"]["max_seq_length"], settings["seq_length"])
+    sampling = settings.sampling
+    clip = decode_sampled(path, sampling.max_seq_length, sampling.image_size, sampling.crop)
+    positions = derived_positions(len(clip.frames), sampling.max_seq_length, settings.seq_length)
     return clip.frames[positions]
 
 
-def load_settings(model) -> dict:
+def load_settings(model) -> ModelSettings:
     """The training-time settings of a loaded pyfunc model."""
     return model.unwrap_python_model().settings

@@ -1,0 +1,168 @@
+"""What one prediction request holds, and what a served model may read.
+
+Rows carry a video's path or its bytes (written to a private temporary file,
+since OpenCV decodes files); served (MLflow's serving flag is set) a path is
+read only inside the allowed roots; a request may carry a deadline after which
+no new video is started.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import contextvars
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+PATH_COLUMN = "video_path"
+BYTES_COLUMN = "video_bytes"
+ALLOWED_ROOTS_ENV = "VIDEOCLF_ALLOWED_ROOTS"  # os.pathsep-separated folders a served model may read paths from
+
+# When the serving app sets it, a request stops taking new videos at this time.monotonic() value; the rows
+# left get an error (the work is bounded, not merely abandoned by a 504). Context variables follow the request
+# into the worker thread that runs the prediction.
+REQUEST_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("videoclf_deadline", default=None)
+
+
+class RequestError(ValueError):
+    """The request itself is malformed (no usable column): the whole request is refused with this message."""
+
+
+@dataclass(frozen=True)
+class VideoRequest:
+    """One row of a request: a file to read (``path``) or the file's bytes (``data``); ``name`` is echoed back."""
+
+    name: str | None
+    path: str | None = None
+    data: bytes | None = None
+    error: str | None = None
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA
+
+
+def _as_bytes(value: Any) -> bytes:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, str):  # base64 text, when no signature made MLflow decode it
+        return base64.b64decode(value, validate=True)
+    raise TypeError(f"expected bytes (base64 in JSON). Received: {type(value).__name__}")
+
+
+def video_requests(model_input: Any) -> list[VideoRequest]:
+    """Rows from a DataFrame (or dict of columns) with ``video_path`` and/or ``video_bytes``, a list of paths or
+    bytes, or one path. A row with bytes is decoded from them (its ``video_path``, if any, is only its name)."""
+    if isinstance(model_input, dict):
+        model_input = pd.DataFrame({k: np.atleast_1d(v) if not isinstance(v, list) else v
+                                    for k, v in model_input.items()})
+    if isinstance(model_input, (str, Path, bytes)):
+        model_input = [model_input]
+    if not isinstance(model_input, pd.DataFrame):
+        items = list(model_input)
+        return [VideoRequest(None, data=bytes(i)) if isinstance(i, (bytes, bytearray)) else VideoRequest(str(i), str(i))
+                for i in items]
+    if PATH_COLUMN not in model_input.columns and BYTES_COLUMN not in model_input.columns:
+        raise RequestError(f"Expected a '{PATH_COLUMN}' (string) and/or '{BYTES_COLUMN}' (binary; base64 in JSON) "
+                           f"column. Received columns: {[str(c) for c in model_input.columns]}")
+    paths = model_input[PATH_COLUMN] if PATH_COLUMN in model_input.columns else [None] * len(model_input)
+    blobs = model_input[BYTES_COLUMN] if BYTES_COLUMN in model_input.columns else [None] * len(model_input)
+    rows = []
+    for path, blob in zip(paths, blobs):
+        name = None if _missing(path) else str(path)
+        if not _missing(blob):
+            try:
+                rows.append(VideoRequest(name, data=_as_bytes(blob)))
+            except (TypeError, ValueError) as exc:
+                rows.append(VideoRequest(name, error=f"{BYTES_COLUMN} is not readable: {exc}"))
+        elif name is not None:
+            rows.append(VideoRequest(name, path=name))
+        else:
+            rows.append(VideoRequest(None, error=f"empty row: expected {PATH_COLUMN} or {BYTES_COLUMN}"))
+    return rows
+
+
+def serving() -> bool:
+    """True inside a model server (MLflow's scoring server sets this; so does ``videoclf serve``)."""
+    from mlflow.environment_variables import _MLFLOW_IS_IN_SERVING_ENVIRONMENT
+
+    return str(_MLFLOW_IS_IN_SERVING_ENVIRONMENT.get() or "").lower() == "true"
+
+
+def allowed_roots() -> list[Path] | None:
+    """Folders a served model may read paths from (resolved); None when any path may be read (in-process use)."""
+    raw = os.environ.get(ALLOWED_ROOTS_ENV)
+    if raw is None and not serving():
+        return None
+    return [Path(p).resolve() for p in (raw or "").split(os.pathsep) if p]
+
+
+def path_refusal(path: str, roots: list[Path] | None) -> str | None:
+    """Why a served model will not read ``path`` (None: it may). Symlinks are followed before the check."""
+    if roots is None:
+        return None
+    if not roots:
+        return ("this server reads no paths (start it with --allow-root DIR to allow a folder); "
+                f"send the file's bytes in {BYTES_COLUMN} instead")
+    try:
+        real = Path(os.path.realpath(path))
+    except (OSError, ValueError) as exc:
+        return f"path cannot be resolved ({exc})"
+    if not any(real.is_relative_to(root) for root in roots):
+        return (f"path is outside the folders this server may read ({os.pathsep.join(map(str, roots))}); send "
+                f"the file's bytes in {BYTES_COLUMN} instead")
+    return None
+
+
+TIME_LIMIT_ERROR = ("not processed: the request ran past its time limit; send fewer videos per request or "
+                    "raise the server's --timeout")
+
+
+def name_sent_bytes(message: str, row: VideoRequest, file: str | None) -> str:
+    """Errors about sent bytes name the row as the client knows it, not our temporary file."""
+    if row.data is None or not file:
+        return message
+    return message.replace(file, f"{BYTES_COLUMN} of {row.name}" if row.name else BYTES_COLUMN)
+
+
+@contextlib.contextmanager
+def video_files(rows: list[VideoRequest]):
+    """A file to decode per row (None for rows with an error): the path, or the bytes written to a private
+    temporary file that is removed afterwards (OpenCV decodes files, not memory)."""
+    files: list[str | None] = []
+    with tempfile.TemporaryDirectory(prefix="videoclf-request-") as folder:
+        for index, row in enumerate(rows):
+            if row.data is not None:
+                file = Path(folder) / f"video-{index}"
+                file.write_bytes(row.data)
+                files.append(str(file))
+            else:
+                files.append(row.path)
+        yield files
+
+
+def window_requests(model_input: Any, params: dict | None, count: int) -> list[tuple[float, float] | None]:
+    """Per row: ``(window, stride)`` seconds, from ``window_seconds`` / ``stride_seconds`` columns or params;
+    None where the whole video is wanted. The stride defaults to the window (no overlap)."""
+    params = params or {}
+    windows = [params.get("window_seconds")] * count
+    strides = [params.get("stride_seconds")] * count
+    if isinstance(model_input, pd.DataFrame):
+        if "window_seconds" in model_input.columns:
+            windows = list(model_input["window_seconds"])
+        if "stride_seconds" in model_input.columns:
+            strides = list(model_input["stride_seconds"])
+    out = []
+    for window, stride in zip(windows, strides):
+        if window is None or pd.isna(window) or float(window) <= 0:
+            out.append(None)
+        else:
+            stride = float(window) if stride is None or pd.isna(stride) else float(stride)
+            out.append((float(window), stride))
+    return out
