@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 from videoclf.config import load_config  # noqa: E402
 from videoclf.data.videos import split_videos  # noqa: E402
 from videoclf.features.extract import extract_videos  # noqa: E402
-from videoclf.features.extractors import resolve_weights  # noqa: E402
+from videoclf.features.backbones import resolve_weights  # noqa: E402
 
 SIZE, LENGTH, BATCH = 224, 20, 32
 
@@ -63,7 +63,7 @@ def gflop_per_frame(name: str) -> float:
     import keras
 
     from videoclf.config import ExtractorConfig
-    from videoclf.features.extractors import build_keras_extractor, resolve_weights
+    from videoclf.features.backbones import build_keras_extractor, resolve_weights
 
     config = ExtractorConfig(name=name, weights="none")
 
@@ -88,7 +88,7 @@ def gflop_per_frame(name: str) -> float:
 def pure_forward(config, runtime: str, batches: int = 10) -> float:
     import numpy as np
 
-    from videoclf.features.extractors import resolve_weights
+    from videoclf.features.backbones import resolve_weights
     from videoclf.features.runtime import build_frame_model
 
     extractor = config.extractor.model_copy(update={"runtime": runtime})

@@ -37,7 +37,7 @@ def _model(tmp: Path) -> str:
     import mlflow
 
     from videoclf.config import load_config
-    from videoclf.features.extractors import resolve_weights
+    from videoclf.features.backbones import resolve_weights
     from videoclf.model import build_sequence_model
     from videoclf.video_model import log_video_model
 

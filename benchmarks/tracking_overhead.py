@@ -23,9 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from videoclf.config import load_config  # noqa: E402
-from videoclf.data.source import ensure_data  # noqa: E402
+from videoclf.data.ensure import ensure_data  # noqa: E402
 from videoclf.features.extract import extract_split  # noqa: E402
-from videoclf.features.extractors import resolve_weights  # noqa: E402
+from videoclf.features.backbones import resolve_weights  # noqa: E402
 from videoclf.search.run import run_search  # noqa: E402
 
 

@@ -158,7 +158,7 @@ def test_photo_motion_set_is_deterministic_real_and_split_by_photo(tmp_path):
 
 def test_generators_never_overwrite_a_users_own_csvs(tmp_path, capsys):
     from videoclf.config import load_config
-    from videoclf.data.source import ensure_data
+    from videoclf.data.ensure import ensure_data
 
     from conftest import REPO
 

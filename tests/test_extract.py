@@ -12,7 +12,7 @@ from videoclf.config import load_config
 from videoclf.data.videos import split_videos
 from videoclf.errors import CacheError, DataError
 from videoclf.features.extract import extract_videos, open_cache
-from videoclf.features.extractors import resolve_weights
+from videoclf.features.backbones import resolve_weights
 
 from conftest import REPO, run_cli, write_csv, write_video
 

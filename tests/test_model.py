@@ -75,7 +75,7 @@ def store(tmp_path_factory):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_family_round_trips_inside_the_registered_video_model(family, store, make_config):
-    from videoclf.features.extractors import resolve_weights
+    from videoclf.features.backbones import resolve_weights
     from videoclf.video_model import log_video_model
 
     config = load_config(make_config({"sampling.max_seq_length": 6, "search.seq_length": [6]}))

@@ -48,7 +48,7 @@ class BaselineResult:
 
 
 def _real_frames(data: SplitData) -> list[np.ndarray]:
-    return [seq[:n].astype(np.float64) for seq, n in zip(data.features, data.stored)]
+    return [seq[:n].astype(np.float64) for seq, n in zip(data.features, data.cached_frames)]
 
 
 def pooled_features(data: SplitData) -> np.ndarray:

@@ -82,10 +82,10 @@ def cmd_data_ucf101(args: argparse.Namespace) -> None:
 
 
 def cmd_extract(args: argparse.Namespace) -> None:
-    from videoclf.data.source import ensure_data
+    from videoclf.data.ensure import ensure_data
     from videoclf.data.videos import split_videos
     from videoclf.features.extract import extract_videos, open_cache
-    from videoclf.features.extractors import resolve_weights
+    from videoclf.features.backbones import resolve_weights
 
     extra = [f"data.root={args.root}"] if args.root else []
     config = _config(args, extra)  # TensorFlow is imported only if a model must be built (features/runtime.py)

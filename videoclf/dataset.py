@@ -19,7 +19,7 @@ from videoclf.data.table import group_id
 from videoclf.data.videos import split_videos
 from videoclf.errors import CacheError, DataError
 from videoclf.features.extract import open_cache
-from videoclf.features.extractors import WeightsSource
+from videoclf.features.backbones import WeightsSource
 from videoclf.features.sample import derive_sequences
 
 
@@ -45,7 +45,7 @@ class SplitData:
     keys: list[str]
     labels: np.ndarray
     features: np.ndarray  # (N, L, D), cache dtype
-    stored: np.ndarray  # (N,) positions holding real frames
+    cached_frames: np.ndarray  # (N,) sampled frames stored in the cache per video (the rest is padding)
     groups: list[str]
     digest: str
     n_frames: np.ndarray | None = None  # (N,) frames that really decoded (the clip's length)
@@ -61,14 +61,14 @@ class SplitData:
     def arrays(self, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(features (N, length, D) float32, mask (N, length) bool, labels (N,))``."""
         if length not in self._by_length:
-            self._by_length[length] = derive_sequences(self.features, self.stored, length)
+            self._by_length[length] = derive_sequences(self.features, self.cached_frames, length)
         features, mask = self._by_length[length]
         return features.astype(np.float32), mask, self.labels
 
     def subset(self, rows: np.ndarray) -> "SplitData":
         rows = np.asarray(rows)
         return SplitData([self.keys[i] for i in rows], self.labels[rows], self.features[rows],
-                         self.stored[rows], [self.groups[i] for i in rows], f"{self.digest}:{len(rows)}",
+                         self.cached_frames[rows], [self.groups[i] for i in rows], f"{self.digest}:{len(rows)}",
                          None if self.n_frames is None else self.n_frames[rows])
 
 
@@ -164,7 +164,7 @@ def split_arrays(config: Config, split: str, length: int | None = None,
     Extracts whatever is missing first. For notebooks and other models than ours.
     """
     from videoclf.features.extract import extract_split
-    from videoclf.features.extractors import resolve_weights
+    from videoclf.features.backbones import resolve_weights
 
     weights = resolve_weights(config.extractor)
     extract_split(config, split, weights)

@@ -89,7 +89,7 @@ def log_video_model(config, weights, sequence_model, classes, seq_length: int, t
     filled the cache, so the model predicts offline and needs no Keras download.
     """
     import videoclf
-    from videoclf.features.extractors import build_keras_extractor
+    from videoclf.features.backbones import build_keras_extractor
 
     extractor = build_keras_extractor(config.extractor, config.sampling.image_size, weights)
     settings = ModelSettings(tuple(classes), int(seq_length), config.sampling, config.extractor, config.cache.dtype,
@@ -138,7 +138,7 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         import keras
 
         import videoclf.model  # noqa: F401 - registers the custom layers for loading
-        from videoclf.features.extractors import WeightsSource, build_keras_extractor
+        from videoclf.features.backbones import WeightsSource, build_keras_extractor
         from videoclf.features.runtime import frame_model_from_keras
 
         self.settings = ModelSettings.from_json(Path(context.artifacts["settings"]).read_text())

@@ -26,7 +26,7 @@ from videoclf.errors import CacheError, DataError, VideoError
 from videoclf.features.cache import CacheWriteError, Entry, FeatureCache
 from videoclf.features.decode import DecodedClip, decode_sampled
 from videoclf.features.encode import ClipEncoder, EncodedClip
-from videoclf.features.extractors import FEATURE_DIMS, WeightsSource
+from videoclf.features.backbones import FEATURE_DIMS, WeightsSource
 from videoclf.features.runtime import build_frame_model, runtime_cache_dir
 from videoclf.features.sample import SAMPLING_RULE
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from videoclf.config import ExtractorConfig, SamplingConfig
 from videoclf.console import quiet_tensorflow, silenced_stderr
-from videoclf.features.extractors import FEATURE_DIMS, WeightsSource, build_keras_extractor
+from videoclf.features.backbones import FEATURE_DIMS, WeightsSource, build_keras_extractor
 from videoclf.versions import installed_versions
 
 LITERT_BATCH = 4  # frames per interpreter call (see LiteRTFrames)

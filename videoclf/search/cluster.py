@@ -15,9 +15,9 @@ import sys
 import threading
 
 from videoclf.config import Config
-from videoclf.data.source import ensure_data
+from videoclf.data.ensure import ensure_data
 from videoclf.features.extract import extract_split
-from videoclf.features.extractors import resolve_weights
+from videoclf.features.backbones import resolve_weights
 from videoclf.search.run import SearchResult, run_search
 
 

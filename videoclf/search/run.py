@@ -22,12 +22,12 @@ import pandas as pd
 from videoclf.baselines import BaselineResult, run_baselines
 from videoclf.config import Config
 from videoclf.console import markdown_table
-from videoclf.data.source import ensure_data
+from videoclf.data.ensure import ensure_data
 from videoclf.dataset import Fold, SplitData, Vocabulary, load_split, make_folds, selection_digest
 from videoclf.errors import DataError, VideoclfError
 from videoclf.evaluation import Evaluation, evaluate_probabilities, format_report, write_report_files
 from videoclf.features.extract import extract_split
-from videoclf.features.extractors import FEATURE_DIMS, WeightsSource, resolve_weights
+from videoclf.features.backbones import FEATURE_DIMS, WeightsSource, resolve_weights
 from videoclf.model import feature_statistics
 from videoclf.registry import Registration, register, sequence_signature
 from videoclf.video_model import model_requirements
@@ -126,7 +126,7 @@ def prepare(config: Config, weights: WeightsSource, progress: bool) -> PreparedD
     folds = make_folds(train, n_folds, training.validation_fraction, training.seed)
     data = PreparedData(train, test, vocabulary, folds,
                         selection_digest(train, n_folds, training.validation_fraction, training.seed),
-                        feature_statistics(train.features, train.stored))
+                        feature_statistics(train.features, train.cached_frames))
     validation = sum(len(f.validation) for f in folds)
     print(f"data: {len(train)} train videos ({data.protocol}: {validation} validation predictions a trial, "
           f"grouped) / {len(test)} test videos, {len(vocabulary.classes)} classes", flush=True)

@@ -1,4 +1,4 @@
-"""Frame feature extractors and where their weights come from.
+"""Frame backbones (InceptionV3, EfficientNet-Lite0) as Keras models, and where their weights come from.
 
 Weights are resolved (and fingerprinted) before any video is decoded and
 without importing TensorFlow, so a fully cached run stays fast and a missing

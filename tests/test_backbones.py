@@ -8,8 +8,8 @@ import pytest
 
 from videoclf.config import ExtractorConfig, SamplingConfig
 from videoclf.errors import WeightsError
-from videoclf.features import extractors
-from videoclf.features.extractors import build_keras_extractor, resolve_weights
+from videoclf.features import backbones
+from videoclf.features.backbones import build_keras_extractor, resolve_weights
 from videoclf.features.runtime import build_frame_model
 
 DARKNET = Path("/usr/share/darknet/data")
@@ -86,14 +86,14 @@ def test_imagenet_without_network_fails_early_with_the_fix(tmp_path, monkeypatch
     with pytest.raises(WeightsError) as info:
         resolve_weights(ExtractorConfig(name="inception_v3", weights="imagenet"), download=no_network)
     message = str(info.value)
-    assert str(tmp_path / "keras" / "models" / extractors.INCEPTION_NOTOP_FILE) in message
+    assert str(tmp_path / "keras" / "models" / backbones.INCEPTION_NOTOP_FILE) in message
     assert "efficientnet_lite0" in message and "weights=none" in message
 
 
 def test_imagenet_uses_keras_cached_file(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     (tmp_path / "models").mkdir()
-    (tmp_path / "models" / extractors.INCEPTION_NOTOP_FILE).write_bytes(b"weights")
+    (tmp_path / "models" / backbones.INCEPTION_NOTOP_FILE).write_bytes(b"weights")
     source = resolve_weights(ExtractorConfig(name="inception_v3", weights="imagenet"),
                              download=lambda: pytest.fail("must not download a cached file"))
     assert source.kind == "imagenet" and source.digest.startswith("sha256:")
