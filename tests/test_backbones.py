@@ -161,3 +161,19 @@ def test_weights_reader_refuses_foreign_globals(tmp_path):
             pickle.dump(obj, fh, protocol=2)
     with pytest.raises(pickle.UnpicklingError, match="not allowed"):
         load_state_dict(path)
+
+
+def test_runtime_choice(monkeypatch):
+    from videoclf.features import runtime
+
+    monkeypatch.delenv("VIDEOCLF_ASSUME_GPU", raising=False)
+    assert runtime.choose_runtime("tensorflow") == "tensorflow"
+    expected_auto = "litert" if not Path("/dev/nvidia0").exists() else "tensorflow"
+    assert runtime.choose_runtime("auto") == expected_auto
+    monkeypatch.setenv("VIDEOCLF_ASSUME_GPU", "1")  # a GPU machine keeps TensorFlow (it runs on the GPU)
+    assert runtime.choose_runtime("auto") == "tensorflow"
+    monkeypatch.setattr(runtime, "litert_available", lambda: False)  # e.g. Windows: no ai-edge-litert wheels
+    monkeypatch.delenv("VIDEOCLF_ASSUME_GPU")
+    assert runtime.choose_runtime("auto") == "tensorflow"
+    with pytest.raises(WeightsError, match="pip install ai-edge-litert"):
+        runtime.choose_runtime("litert")
