@@ -91,3 +91,11 @@ def test_family_round_trips_inside_the_registered_video_model(family, store, mak
     expected = model.predict(features, verbose=0)[0]
     np.testing.assert_allclose(table[["A", "B"]].to_numpy()[0], expected, atol=1e-5)
     assert table.predicted_label[0] == ("A", "B")[int(np.argmax(expected))]
+
+
+def test_models_registered_before_the_module_split_find_their_class():
+    # Their served_model.py (or pickle) names videoclf.inference.VideoClassifier; MLflow resolves it against the
+    # installed package when videoclf is already imported (as in `videoclf predict` and `videoclf serve`).
+    from videoclf import inference, video_model
+
+    assert inference.VideoClassifier is video_model.VideoClassifier
