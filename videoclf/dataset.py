@@ -90,10 +90,10 @@ def load_split(config: Config, split: str, weights: WeightsSource, vocabulary: V
     cache = open_cache(config, weights)
     bad = cache.bad_videos()
     usable = [i for i, v in enumerate(videos) if v.key not in bad]
-    missing = cache.missing([videos[i] for i in usable])
+    missing = cache.absent_or_stale([videos[i] for i in usable])  # checksums are verified by read() below
     if missing:
         raise CacheError(f"{len(missing)} videos of the {split} split (e.g. {missing[0].key}) are not in the feature "
-                         f"cache {cache.path}. Run videoclf extract with the same config first.")
+                         f"cache {cache.path}, or changed since. Run videoclf extract with the same config first.")
     if len(usable) < len(videos):
         print(f"{split}: leaving out {len(videos) - len(usable)} undecodable videos "
               f"(see {cache.path / 'bad_videos.csv'})")

@@ -178,19 +178,20 @@ class FeatureCache:
         """Videos with no entry, whose file changed since it was cached, or whose cached features are damaged
         (checksum mismatch or non-finite values: never fed to training, re-extracted instead)."""
         index = self.index()
-        out, cached = [], []
-        for video in videos:
-            loc = index.get(video.key)
-            if loc is None or (loc.size, loc.mtime_ns) != (video.size, video.mtime_ns):
-                out.append(video)
-            else:
-                cached.append(video)
+        out = self.absent_or_stale(videos, index)
+        outdated = {v.key for v in out}
+        cached = [v for v in videos if v.key not in outdated]
         damaged = self.damaged([v.key for v in cached], index)
         if damaged:
             example = next(iter(damaged.items()))
             print(f"{len(damaged)} cached videos have damaged features and are extracted again "
                   f"(e.g. {example[0]}: {example[1]})", flush=True)
         return out + [v for v in cached if v.key in damaged]
+
+    def absent_or_stale(self, videos: list[VideoRef], index: dict[str, _Location] | None = None) -> list[VideoRef]:
+        """Videos with no entry, or whose file changed (size or mtime) since it was cached; reads no features."""
+        index = self.index() if index is None else index
+        return [v for v in videos if (loc := index.get(v.key)) is None or (loc.size, loc.mtime_ns) != (v.size, v.mtime_ns)]
 
     def damaged(self, keys: list[str], index: dict[str, _Location]) -> dict[str, str]:
         """Which cached ``keys`` fail their checksum or hold non-finite features, with the reason."""
