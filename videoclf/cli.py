@@ -32,12 +32,12 @@ def _config(args: argparse.Namespace, extra: list[str] | None = None, optional: 
     return load_config(args.config, overrides)
 
 
-def _quiet(args: argparse.Namespace) -> None:
-    """Silences TensorFlow's start-up lines before a command that uses it (``--verbose`` keeps them)."""
-    if not args.verbose:
-        from videoclf.console import quiet_tensorflow
+def _quiet_tensorflow() -> None:
+    """Imports TensorFlow before a command that uses it, its start-up lines silenced unless ``--verbose``
+    (imported here, not at the top: ``videoclf --help`` and config errors stay instant)."""
+    from videoclf.console import quiet_tensorflow
 
-        quiet_tensorflow()
+    quiet_tensorflow()
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -116,7 +116,7 @@ def cmd_extract(args: argparse.Namespace) -> None:
 def cmd_tune(args: argparse.Namespace) -> None:
     extra = [f"tuning.max_trials={args.max_trials}"] if args.max_trials else []
     config = _config(args, extra)  # config errors come before TensorFlow is imported
-    _quiet(args)
+    _quiet_tensorflow()
     from videoclf.search.run import run_search
 
     if args.local_workers:
@@ -131,7 +131,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> None:
     config = _config(args, optional=True)
-    _quiet(args)
+    _quiet_tensorflow()
     from videoclf.use_model import default_model_uri, predict_videos
 
     predict_videos(args.videos, args.model or default_model_uri(config), args.gif, args.csv, args.window, args.stride)
@@ -139,7 +139,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     config = _config(args)
-    _quiet(args)
+    _quiet_tensorflow()
     from videoclf.use_model import default_model_uri, evaluate_model
 
     evaluate_model(config, args.model or default_model_uri(config), args.split)
@@ -156,8 +156,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     serve(args.model or default_model_uri(config), host=serving.host, port=serving.port, workers=serving.workers,
           allowed_roots=[*serving.allowed_roots, *args.allow_root],
-          limits=Limits(serving.max_videos, int(serving.max_request_mb * 2**20), serving.timeout_s,
-                        serving.max_waiting))
+          limits=Limits.from_config(serving))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -46,6 +46,8 @@ def quiet_tensorflow() -> None:
         import tensorflow as tf
 
         tf.config.list_physical_devices()
+    if os.environ.get("VIDEOCLF_VERBOSE"):
+        return
     import absl.logging
 
     absl.logging.set_verbosity("error")

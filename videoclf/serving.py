@@ -32,6 +32,7 @@ from fastapi import FastAPI, Request  # FastAPI reads the handlers' annotations:
 from fastapi.responses import Response
 from mlflow.exceptions import MlflowException
 
+from videoclf.config import ServingConfig
 from videoclf.video_requests import (
     ALLOWED_ROOTS_ENV,
     BYTES_COLUMN,
@@ -52,10 +53,16 @@ EXPECTED = (f"Expected JSON like {{\"dataframe_records\": [{{\"{BYTES_COLUMN}\":
 
 @dataclass(frozen=True)
 class Limits:
-    max_videos: int = 16
-    max_request_bytes: int = 64 * 2**20
-    timeout_s: float = 60.0
-    max_waiting: int = 8
+    """How much work one request may ask for (defaults and meaning: ``config.ServingConfig``)."""
+
+    max_videos: int
+    max_request_bytes: int
+    timeout_s: float
+    max_waiting: int
+
+    @classmethod
+    def from_config(cls, serving: ServingConfig) -> Limits:
+        return cls(serving.max_videos, int(serving.max_request_mb * 2**20), serving.timeout_s, serving.max_waiting)
 
 
 class Refused(Exception):
@@ -243,8 +250,7 @@ def app_from_environment():
 
     from videoclf.console import quiet_tensorflow
 
-    if not os.environ.get("VIDEOCLF_VERBOSE"):
-        quiet_tensorflow()
+    quiet_tensorflow()  # silent unless --verbose (VIDEOCLF_VERBOSE)
     model = mlflow.pyfunc.load_model(os.environ[MODEL_ENV])
     return create_app(model, Limits(**json.loads(os.environ[LIMITS_ENV])))
 

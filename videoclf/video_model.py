@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,11 +28,11 @@ from videoclf.versions import installed_versions
 from videoclf.video_requests import (
     BYTES_COLUMN,
     PATH_COLUMN,
-    REQUEST_DEADLINE,
     TIME_LIMIT_ERROR,
     VideoRequest,
     allowed_roots,
     name_sent_bytes,
+    past_deadline,
     path_refusal,
     serving,
     video_files,
@@ -181,11 +180,10 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         errors = dict(errors)
         clips: dict[int, np.ndarray] = {}
         durations: dict[int, float] = {}  # seconds
-        deadline = REQUEST_DEADLINE.get()
         for row, file in enumerate(files):
             if row in errors:
                 continue
-            if deadline is not None and time.monotonic() > deadline:
+            if past_deadline():
                 errors[row] = TIME_LIMIT_ERROR
                 continue
             try:
@@ -258,8 +256,7 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         from videoclf.errors import VideoError
         from videoclf.features.decode import decode_windows
 
-        deadline = REQUEST_DEADLINE.get()
-        error = row.error or (TIME_LIMIT_ERROR if deadline is not None and time.monotonic() > deadline else None)
+        error = row.error or (TIME_LIMIT_ERROR if past_deadline() else None)
         if error is None:
             with video_files([row]) as (file,):
                 try:

@@ -13,6 +13,7 @@ import contextlib
 import contextvars
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,12 @@ def path_refusal(path: str, roots: list[Path] | None) -> str | None:
         return (f"path is outside the folders this server may read ({os.pathsep.join(map(str, roots))}); send "
                 f"the file's bytes in {BYTES_COLUMN} instead")
     return None
+
+
+def past_deadline() -> bool:
+    """True once the current request's deadline (if it has one) has passed."""
+    deadline = REQUEST_DEADLINE.get()
+    return deadline is not None and time.monotonic() > deadline
 
 
 TIME_LIMIT_ERROR = ("not processed: the request ran past its time limit; send fewer videos per request or "

@@ -109,16 +109,13 @@ class FeatureCache:
         """Exclusive access for the block; says so when it has to wait."""
         from videoclf.locks import waiting_lock
 
-        try:
-            self.parts.mkdir(parents=True, exist_ok=True)
-            lock = waiting_lock(self._lock.lock_file, f"{self.path}: {wait_message}", self._lock)
-            lock.__enter__()
-        except OSError as exc:  # a read-only or full file system, a folder we may not write
-            raise CacheWriteError(self.path, _reason(exc)) from None
-        try:
+        with contextlib.ExitStack() as held:
+            try:
+                self.parts.mkdir(parents=True, exist_ok=True)
+                held.enter_context(waiting_lock(self._lock.lock_file, f"{self.path}: {wait_message}", self._lock))
+            except OSError as exc:  # a read-only or full file system, a folder we may not write
+                raise CacheWriteError(self.path, _reason(exc)) from None
             yield self
-        finally:
-            lock.__exit__(None, None, None)
 
     # -- reading ---------------------------------------------------------
     def bad_videos(self) -> dict[str, str]:

@@ -63,7 +63,7 @@ class TensorFlowFrames:
 
     runtime = "tensorflow"
 
-    def __init__(self, keras_model, batch_size: int, image_size: int, dim: int):
+    def __init__(self, keras_model, batch_size: int, image_size: int, dim: int, warm: bool = True):
         quiet_tensorflow()
         import tensorflow as tf
 
@@ -74,8 +74,8 @@ class TensorFlowFrames:
             return keras_model(tf.cast(frames, tf.float32), training=False)
 
         self.forward = forward
-        # Trace now, so the first real batch is not slower than the rest (and timings compare).
-        forward(np.zeros((batch_size, image_size, image_size, 3), np.uint8))
+        if warm:  # trace now, so the first real batch is not slower than the rest (and timings compare)
+            forward(np.zeros((batch_size, image_size, image_size, 3), np.uint8))
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         return self.forward(_padded(frames, self.batch_size)).numpy()[: len(frames)]
@@ -133,7 +133,7 @@ def convert_to_litert(keras_model, batch_size: int, image_size: int) -> bytes:
     quiet_tensorflow()
     import tensorflow as tf
 
-    traced = TensorFlowFrames(keras_model, batch_size, image_size, int(keras_model.output_shape[-1]))
+    traced = TensorFlowFrames(keras_model, batch_size, image_size, int(keras_model.output_shape[-1]), warm=False)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([traced.forward.get_concrete_function()],
                                                                 traced.forward)
     with silenced_stderr():  # the converter's MLIR pass notices
