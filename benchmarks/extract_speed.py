@@ -14,9 +14,14 @@ video, on a UCF101-shaped corpus (320x240 XVID, ../shared/bench/make_speed_corpu
   ``videoclf extract`` on each runtime (LiteRT with and without its converted
   model kept from an earlier run) vs the seed notebook's loop
   (../shared/bench/seed_extract.py, InceptionV3 only);
-- the demo config's main-job extraction (375 MJPG videos) on each runtime.
+- the demo config's main-job extraction (375 MJPG videos) on each runtime;
+- the candidates for Lite0 side by side (``--candidates-only`` runs just these):
+  TensorFlow fp32 (the reference), XLA, Keras mixed bfloat16, LiteRT fp32 at 4
+  and 32 frames a call, LiteRT with int8 weights, LiteRT full int8 (calibrated
+  on real photos), each with its frames/s and how far its features move; and
+  decoding demo MJPG clips by grabbing every frame vs seeking to the sampled ones.
 
-usage: python benchmarks/extract_speed.py [--videos 40] [--shared ../shared] [--skip-demo]
+usage: python benchmarks/extract_speed.py [--videos 40] [--shared ../shared] [--skip-demo] [--candidates-only]
 """
 
 from __future__ import annotations
@@ -101,6 +106,120 @@ def pure_forward(config, runtime: str, batches: int = 10) -> float:
     return batches * BATCH / (time.perf_counter() - started)
 
 
+def _photos(size: int, count: int):
+    """Real photos (scikit-image's), as uint8 RGB frames: features and int8 calibration need real content."""
+    import cv2
+    import numpy as np
+    import skimage.data
+
+    names = ("astronaut", "chelsea", "coffee", "rocket", "cat", "immunohistochemistry")
+    images = [getattr(skimage.data, n)() for n in names]
+    images = [np.stack([i] * 3, -1) if i.ndim == 2 else i[..., :3] for i in images]
+    return np.stack([cv2.resize(images[k % len(images)], (size, size), interpolation=cv2.INTER_AREA)
+                     for k in range(count)]).astype(np.uint8)
+
+
+def candidates(demo_root: Path | None) -> list[str]:
+    """Lite0 at 224 px on each candidate runtime: frames/s and the features' distance to TensorFlow fp32."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    from videoclf.config import ExtractorConfig
+    from videoclf.features.backbones import build_keras_extractor
+    from videoclf.features.runtime import TensorFlowFrames, convert_to_litert
+
+    config = ExtractorConfig(name="efficientnet_lite0", weights="imagenet", batch_size=BATCH)
+    weights = resolve_weights(config)
+    frames = _photos(SIZE, BATCH)
+    model = build_keras_extractor(config, SIZE, weights)
+    reference = TensorFlowFrames(model, BATCH, SIZE, 1280)
+
+    def speed(run, calls: int = 6) -> tuple[float, np.ndarray]:
+        out = run(frames)
+        started = time.perf_counter()
+        for _ in range(calls):
+            run(frames)
+        return calls * BATCH / (time.perf_counter() - started), np.asarray(out, np.float32)
+
+    def interpreter(flatbuffer: bytes, chunk: int):
+        it = Interpreter(model_content=flatbuffer, num_threads=os.cpu_count())
+        it.allocate_tensors()
+        i, o = it.get_input_details()[0], it.get_output_details()[0]
+
+        def run(batch):
+            outs = []
+            for start in range(0, len(batch), chunk):
+                it.set_tensor(i["index"], batch[start: start + chunk])
+                it.invoke()
+                value = it.get_tensor(o["index"]).astype(np.float32)
+                scale, zero = o["quantization"]
+                outs.append((value - zero) * scale if scale else value)
+            return np.concatenate(outs)
+        return run
+
+    def converted(chunk: int, mode: str | None = None) -> bytes:
+        traced = TensorFlowFrames(model, chunk, SIZE, 1280, warm=False)
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([traced.forward.get_concrete_function()],
+                                                                    traced.forward)
+        if mode:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if mode == "int8":
+            converter.representative_dataset = lambda: ([frames[k: k + chunk]] for k in range(0, BATCH, chunk))
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        return converter.convert()
+
+    @tf.function(input_signature=[tf.TensorSpec([BATCH, SIZE, SIZE, 3], tf.uint8)], jit_compile=True)
+    def xla(batch):
+        return model(tf.cast(batch, tf.float32), training=False)
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    bf16_model = build_keras_extractor(config, SIZE, weights)
+    keras.mixed_precision.set_global_policy("float32")
+    bf16 = TensorFlowFrames(bf16_model, BATCH, SIZE, 1280)
+
+    base_speed, base = speed(reference)
+    rows = [("TensorFlow fp32 (reference)", base_speed, base),
+            ("XLA jit_compile", *speed(lambda b: xla(b).numpy(), calls=2)),
+            ("Keras mixed_bfloat16", *speed(bf16)),
+            ("LiteRT fp32, 32 frames a call", *speed(interpreter(convert_to_litert(model, 32, SIZE), 32))),
+            ("LiteRT fp32, 4 frames a call (kept)", *speed(interpreter(convert_to_litert(model, 4, SIZE), 4))),
+            ("LiteRT int8 weights (dynamic range)", *speed(interpreter(converted(4, "dynamic"), 4))),
+            ("LiteRT full int8 (calibrated)", *speed(interpreter(converted(4, "int8"), 4)))]
+    lines = [f"\nLite0 candidates at {SIZE} px on real photos (features vs TensorFlow fp32):",
+             f"  {'':40s}{'frames/s':>9s}{'max |diff| / max|f|':>21s}{'min cosine':>12s}"]
+    for label, fps, features in rows:
+        diff = np.abs(features - base).max() / np.abs(base).max()
+        cosine = ((features * base).sum(1) / np.linalg.norm(features, axis=1) / np.linalg.norm(base, axis=1)).min()
+        lines.append(f"  {label:40s}{fps:9.1f}{diff:21.1e}{cosine:12.6f}")
+    if demo_root is not None:
+        import cv2
+
+        from videoclf.features.decode import decode_sampled, to_model_frame
+        from videoclf.features.sample import uniform_indices
+
+        videos = sorted(demo_root.glob("*.avi"))[:80]
+        started = time.perf_counter()
+        grabbed = [decode_sampled(v, LENGTH, SIZE).frames for v in videos]
+        grab_rate = len(videos) * LENGTH / (time.perf_counter() - started)
+        started = time.perf_counter()
+        same = True
+        for video, expected in zip(videos, grabbed):
+            capture = cv2.VideoCapture(str(video))
+            count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+            sought = []
+            for index in uniform_indices(count, LENGTH):
+                capture.set(cv2.CAP_PROP_POS_FRAMES, int(index))
+                sought.append(to_model_frame(capture.read()[1], SIZE, "none"))
+            capture.release()
+            same = same and np.array_equal(np.stack(sought), expected)
+        seek_rate = len(videos) * LENGTH / (time.perf_counter() - started)
+        lines.append(f"decoding {len(videos)} demo MJPG clips: grabbing every frame {grab_rate:.0f} sampled frames/s, "
+                     f"seeking to the sampled ones {seek_rate:.0f} (same frames: {same})")
+    return lines
+
+
 def timed_process(args: list[str], env: dict | None = None) -> float:
     started = time.perf_counter()
     subprocess.run(args, check=True, capture_output=True, env=env)
@@ -112,12 +231,21 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=40)
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared")
     parser.add_argument("--skip-demo", action="store_true", help="skip the demo main-job extraction")
+    parser.add_argument("--candidates-only", action="store_true", help="only the Lite0 candidates and decoding")
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     lines = []
 
     with tempfile.TemporaryDirectory(prefix="videoclf-bench-") as tmp:
         tmp = Path(tmp)
+        demo_root = tmp / "demo"
+        if not args.skip_demo:
+            subprocess.run([sys.executable, "-m", "videoclf", "data", "demo", "--config",
+                            str(REPO / "experiments" / "demo.yaml"), "--out", str(demo_root)], check=True,
+                           capture_output=True, env=env)
+        if args.candidates_only:
+            print("\n".join(candidates(None if args.skip_demo else demo_root)))
+            return
         subprocess.run([sys.executable, str(args.shared / "bench" / "make_speed_corpus.py"), str(tmp / "corpus"),
                         str(args.videos)], check=True, capture_output=True)
         csv, root = tmp / "corpus" / "speed.csv", tmp / "corpus" / "videos"
@@ -169,9 +297,6 @@ def main() -> None:
 
         if not args.skip_demo:
             lines.append("\ndemo main job's extraction (experiments/demo.yaml: 375 MJPG videos, Lite0), whole process:")
-            demo_root = tmp / "demo"
-            subprocess.run([sys.executable, "-m", "videoclf", "data", "demo", "--config", str(REPO / "experiments" / "demo.yaml"), "--out", str(demo_root)], check=True,
-                           capture_output=True, env=env)
             demo = {}
             for runtime in ("tensorflow", "litert"):  # the converted Lite0 is kept from the runs above
                 demo[runtime] = timed_process(
@@ -180,6 +305,7 @@ def main() -> None:
                     {**env, "VIDEOCLF_RUNTIME_CACHE": str(tmp / "runtimes-efficientnet_lite0")})
                 lines.append(f"    {runtime:42s}{demo[runtime]:7.1f} s")
             lines.append(f"    tensorflow/litert {demo['tensorflow'] / demo['litert']:.2f}x")
+        lines += candidates(None if args.skip_demo else demo_root)
     print("\n".join(lines))
 
 

@@ -55,7 +55,8 @@ class CacheWriteError(CacheError):
                          "re-running resumes from what was written.")
 
 
-def _reason(exc: OSError) -> str:
+def os_error_reason(exc: OSError) -> str:
+    """The OS's own words for a failed file operation (strerror), else the exception's first line."""
     text = str(exc).strip()
     return exc.strerror or (text.splitlines()[0] if text else type(exc).__name__)
 
@@ -114,7 +115,7 @@ class FeatureCache:
                 self.parts.mkdir(parents=True, exist_ok=True)
                 held.enter_context(waiting_lock(self._lock.lock_file, f"{self.path}: {wait_message}", self._lock))
             except OSError as exc:  # a read-only or full file system, a folder we may not write
-                raise CacheWriteError(self.path, _reason(exc)) from None
+                raise CacheWriteError(self.path, os_error_reason(exc)) from None
             yield self
 
     # -- reading ---------------------------------------------------------
@@ -271,7 +272,7 @@ class FeatureCache:
         except OSError as exc:  # full disk, quota, read-only: the partial file goes, everything committed stays
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
-            raise CacheWriteError(target.parent, _reason(exc)) from None
+            raise CacheWriteError(target.parent, os_error_reason(exc)) from None
 
     def _write_entries(self, image: io.BytesIO, entries: list[Entry]) -> None:
         with h5py.File(image, "w") as handle:

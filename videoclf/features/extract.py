@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from videoclf.config import Config
 from videoclf.data.videos import VideoRef
 from videoclf.errors import CacheError, DataError, VideoError
-from videoclf.features.cache import CacheWriteError, Entry, FeatureCache
+from videoclf.features.cache import CacheWriteError, Entry, FeatureCache, os_error_reason
 from videoclf.features.decode import DecodedClip, decode_sampled
 from videoclf.features.encode import ClipEncoder, EncodedClip
 from videoclf.features.backbones import FEATURE_DIMS, WeightsSource
@@ -130,7 +130,7 @@ def _write_bad_report(cache: FeatureCache, requested: list[VideoRef], bad: dict[
         temporary.replace(cache.report)
     except OSError as exc:
         temporary.unlink(missing_ok=True)
-        raise CacheWriteError(cache.path, exc.strerror or str(exc)) from None
+        raise CacheWriteError(cache.path, os_error_reason(exc)) from None
 
 
 def extract_videos(config: Config, videos: list[VideoRef], weights: WeightsSource, progress: bool = True,
