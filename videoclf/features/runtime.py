@@ -85,7 +85,7 @@ class LiteRTFrames:
     """A converted extractor run by LiteRT's interpreter with XNNPACK on ``threads`` CPU threads.
 
     The interpreter runs ``LITERT_BATCH`` frames at a time whatever ``batch_size`` the caller packs:
-    small batches stay in the CPU caches (Lite0 at 224 px: 404 frames/s at batch 4, 331 at batch 32).
+    small batches stay in the CPU caches (Lite0 at 224 px: 372 frames/s at 4, 347 at 32; extract_speed.py).
     """
 
     runtime = "litert"
