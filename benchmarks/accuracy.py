@@ -8,7 +8,8 @@ test accuracy with its bootstrap interval, the winner's mean ± std over its
 final seeds, whether it beats each baseline by more than the interval, and
 the wall time of each search.
 
-usage: python benchmarks/accuracy.py [CONFIG ...]   (run from the repository root)
+usage: python benchmarks/accuracy.py [CONFIG ...] [--set KEY=VALUE ...]   (run from the repository root;
+       e.g. --set extractor.precision=int8 to compare int8 features with the README's float32 figures)
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("configs", nargs="*", default=["experiments/demo.yaml", "experiments/photo_motion.yaml"])
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override applied to every config (like videoclf tune --set)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, str(REPO))
@@ -39,7 +42,7 @@ def main() -> None:
         for path in args.configs:
             name = Path(path).stem
             os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(tmp) / f'{name}.db'}"
-            config = load_config(path, [f"tuning.directory={Path(tmp) / f'tuner-{name}'}"])
+            config = load_config(path, [*args.overrides, f"tuning.directory={Path(tmp) / f'tuner-{name}'}"])
             started = time.perf_counter()
             result = run_search(config, name=name, progress=False)
             rows.append((name, result, time.perf_counter() - started))

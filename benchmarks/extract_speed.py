@@ -7,18 +7,23 @@ video, on a UCF101-shaped corpus (320x240 XVID, ../shared/bench/make_speed_corpu
 - the machine's fp32 peak, measured here with a large matmul (NumPy and
   TensorFlow, the better of the two);
 - the pure forward pass on random frames, batch 32, on TensorFlow (today's
-  runtime) and on LiteRT/XNNPACK: frames/s, achieved GFLOP/s (2 × multiply-adds
-  counted from the layers) and the share of the measured peak;
-- ``videoclf`` extraction in-process, cold cache, on each runtime;
+  runtime), on LiteRT/XNNPACK fp32 and on LiteRT int8 (``extractor.precision:
+  int8``): frames/s, achieved GFLOP/s (2 × multiply-adds counted from the
+  layers; int8 counted as the same work) and the share of the measured fp32 peak;
+- ``videoclf`` extraction in-process, cold cache, on each of the three, beside
+  its ceiling on this machine: decoding (measured alone, one thread) and the
+  forward pass share the cores, so frames/s can be at most
+  1 / (1 / forward + 1 / (cores × decode));
 - whole processes, wall clock including imports and model build:
-  ``videoclf extract`` on each runtime (LiteRT with and without its converted
-  model kept from an earlier run) vs the seed notebook's loop
+  ``videoclf extract`` on each (LiteRT with and without its converted model
+  kept from an earlier run) vs the seed notebook's loop
   (../shared/bench/seed_extract.py, InceptionV3 only);
-- the demo config's main-job extraction (375 MJPG videos) on each runtime;
+- the demo config's main-job extraction (375 MJPG videos) on each of the three;
 - the candidates for Lite0 side by side (``--candidates-only`` runs just these):
   TensorFlow fp32 (the reference), XLA, Keras mixed bfloat16, LiteRT fp32 at 4
   and 32 frames a call, LiteRT with int8 weights, LiteRT full int8 (calibrated
-  on real photos), each with its frames/s and how far its features move; and
+  on real photos), LiteRT int8 with the worst third of its layers in float
+  (``precision: int8``), each with its frames/s and how far its features move; and
   decoding demo MJPG clips by grabbing every frame vs seeking to the sampled ones.
 
 usage: python benchmarks/extract_speed.py [--videos 40] [--shared ../shared] [--skip-demo] [--candidates-only]
@@ -44,6 +49,7 @@ from videoclf.features.extract import extract_videos  # noqa: E402
 from videoclf.features.backbones import resolve_weights  # noqa: E402
 
 SIZE, LENGTH, BATCH = 224, 20, 32
+VARIANTS = {"tensorflow": ("tensorflow", "float32"), "litert": ("litert", "float32"), "litert int8": ("litert", "int8")}
 
 
 def peak_gflops() -> float:
@@ -90,13 +96,13 @@ def gflop_per_frame(name: str) -> float:
     return 2 * macs(build_keras_extractor(config, SIZE, resolve_weights(config))) / 1e9
 
 
-def pure_forward(config, runtime: str, batches: int = 10) -> float:
+def pure_forward(config, batches: int = 10) -> float:
     import numpy as np
 
     from videoclf.features.backbones import resolve_weights
     from videoclf.features.runtime import build_frame_model
 
-    extractor = config.extractor.model_copy(update={"runtime": runtime})
+    extractor = config.extractor
     model = build_frame_model(extractor, config.sampling, resolve_weights(extractor))
     frames = np.random.default_rng(0).integers(0, 255, (BATCH, SIZE, SIZE, 3), dtype=np.uint8)
     model(frames)
@@ -104,6 +110,16 @@ def pure_forward(config, runtime: str, batches: int = 10) -> float:
     for _ in range(batches):
         model(frames)
     return batches * BATCH / (time.perf_counter() - started)
+
+
+def decode_only(videos) -> float:
+    """Sampled frames/s of decoding alone, one thread (what extraction's decode thread does)."""
+    from videoclf.features.decode import decode_sampled
+
+    started, frames = time.perf_counter(), 0
+    for video in videos:
+        frames += len(decode_sampled(video.path, LENGTH, SIZE).frames)
+    return frames / (time.perf_counter() - started)
 
 
 def _photos(size: int, count: int):
@@ -128,7 +144,7 @@ def candidates(demo_root: Path | None) -> list[str]:
 
     from videoclf.config import ExtractorConfig
     from videoclf.features.backbones import build_keras_extractor
-    from videoclf.features.runtime import TensorFlowFrames, convert_to_litert
+    from videoclf.features.runtime import LITERT_BATCH, TensorFlowFrames, convert_to_litert
 
     config = ExtractorConfig(name="efficientnet_lite0", weights="imagenet", batch_size=BATCH)
     weights = resolve_weights(config)
@@ -186,7 +202,9 @@ def candidates(demo_root: Path | None) -> list[str]:
             ("LiteRT fp32, 32 frames a call", *speed(interpreter(convert_to_litert(model, 32, SIZE), 32))),
             ("LiteRT fp32, 4 frames a call (kept)", *speed(interpreter(convert_to_litert(model, 4, SIZE), 4))),
             ("LiteRT int8 weights (dynamic range)", *speed(interpreter(converted(4, "dynamic"), 4))),
-            ("LiteRT full int8 (calibrated)", *speed(interpreter(converted(4, "int8"), 4)))]
+            ("LiteRT full int8 (calibrated)", *speed(interpreter(converted(4, "int8"), 4))),
+            ("LiteRT int8, worst third float (kept: int8)",
+             *speed(interpreter(convert_to_litert(model, LITERT_BATCH, SIZE, "int8"), LITERT_BATCH)))]
     lines = [f"\nLite0 candidates at {SIZE} px on real photos (features vs TensorFlow fp32):",
              f"  {'':40s}{'frames/s':>9s}{'max |diff| / max|f|':>21s}{'min cosine':>12s}"]
     for label, fps, features in rows:
@@ -252,38 +270,50 @@ def main() -> None:
         peak = peak_gflops()
         lines.append(f"machine: {os.cpu_count()} cores, measured fp32 peak (4096² matmul) {peak:.0f} GFLOP/s; "
                      f"corpus {args.videos} videos 320x240 XVID, {SIZE} px, {LENGTH} frames a video, batch {BATCH}")
+        corpus_config = load_config(REPO / "experiments" / "demo.yaml", [f"data.root={root}"])
+        decode_rate = decode_only(split_videos(corpus_config, "train", csv, root)[0])
+        lines.append(f"decoding alone, one thread: {decode_rate:.0f} sampled frames/s")
         for name, weights in (("efficientnet_lite0", "imagenet"), ("inception_v3", "none")):
             flop = gflop_per_frame(name)
             lines.append(f"\n{name} ({flop:.2f} GFLOP a frame)")
-            lines.append(f"  {'':44s}{'frames/s':>9s}{'GFLOP/s':>9s}{'of peak':>9s}")
+            lines.append(f"  {'':44s}{'frames/s':>9s}{'GFLOP/s':>9s}{'of peak':>9s}   in-process: ceiling, share")
             speeds = {}
-            for runtime in ("tensorflow", "litert"):
+            for variant, (runtime, precision) in VARIANTS.items():
                 overrides = [f"data.root={root}", f"extractor.name={name}", f"extractor.weights={weights}",
-                             f"extractor.runtime={runtime}", f"cache.dir={tmp / f'cache-{name}-{runtime}'}",
+                             f"extractor.runtime={runtime}", f"extractor.precision={precision}",
+                             f"cache.dir={tmp / f'cache-{name}-{runtime}-{precision}'}",
                              f"sampling.max_seq_length={LENGTH}", f"sampling.image_size={SIZE}",
                              f"extractor.batch_size={BATCH}"]
                 config = load_config(REPO / "experiments" / "demo.yaml", overrides)
-                forward = pure_forward(config, runtime)
+                forward = pure_forward(config)
                 videos, _ = split_videos(config, "train", csv, root)
                 report = extract_videos(config, videos, resolve_weights(config.extractor), progress=False)
-                speeds[runtime] = (forward, report.frames_per_second)
-                for label, fps in ((f"pure forward, {runtime}", forward),
-                                   (f"videoclf extract in-process, {runtime}", report.frames_per_second)):
-                    lines.append(f"  {label:44s}{fps:9.1f}{fps * flop:9.0f}{fps * flop / peak:9.0%}")
-            forward_ratio = speeds["litert"][0] / speeds["tensorflow"][0]
-            extract_ratio = speeds["litert"][1] / speeds["tensorflow"][1]
-            lines.append(f"  litert/tensorflow: pure forward {forward_ratio:.2f}x, in-process extraction "
-                         f"{extract_ratio:.2f}x")
+                speeds[variant] = (forward, report.frames_per_second)
+                ceiling = 1 / (1 / forward + 1 / ((os.cpu_count() or 1) * decode_rate))
+                for label, fps, extra in (
+                        (f"pure forward, {variant}", forward, ""),
+                        (f"videoclf extract in-process, {variant}", report.frames_per_second,
+                         f"   {ceiling:.1f}, {report.frames_per_second / ceiling:.0%}")):
+                    lines.append(f"  {label:44s}{fps:9.1f}{fps * flop:9.0f}{fps * flop / peak:9.0%}{extra}")
+            for variant in ("litert", "litert int8"):
+                forward_ratio = speeds[variant][0] / speeds["tensorflow"][0]
+                extract_ratio = speeds[variant][1] / speeds["tensorflow"][1]
+                lines.append(f"  {variant}/tensorflow: pure forward {forward_ratio:.2f}x, in-process extraction "
+                             f"{extract_ratio:.2f}x")
 
             # Whole processes, fresh feature caches; LiteRT once converting, once with the converted model kept.
             walls = {}
             runtimes = tmp / f"runtimes-{name}"
-            for label, runtime in (("tensorflow", "tensorflow"), ("litert, converting", "litert"),
-                                   ("litert, converted model kept", "litert")):
+            for label, variant in (("tensorflow", "tensorflow"), ("litert, converting", "litert"),
+                                   ("litert, converted model kept", "litert"),
+                                   ("litert int8, converting", "litert int8"),
+                                   ("litert int8, converted model kept", "litert int8")):
+                runtime, precision = VARIANTS[variant]
                 walls[label] = timed_process(
                     [sys.executable, "-m", "videoclf", "extract", "--config", str(REPO / "experiments" / "demo.yaml"),
                      "--csv", str(csv), "--root", str(root), "--set", f"extractor.name={name}", "--set",
                      f"extractor.weights={weights}", "--set", f"extractor.runtime={runtime}", "--set",
+                     f"extractor.precision={precision}", "--set",
                      f"cache.dir={tmp / f'process-{name}-{len(walls)}'}", "--set", f"extractor.batch_size={BATCH}"],
                     {**env, "VIDEOCLF_RUNTIME_CACHE": str(runtimes)})
             frames = args.videos * LENGTH
@@ -298,13 +328,14 @@ def main() -> None:
         if not args.skip_demo:
             lines.append("\ndemo main job's extraction (experiments/demo.yaml: 375 MJPG videos, Lite0), whole process:")
             demo = {}
-            for runtime in ("tensorflow", "litert"):  # the converted Lite0 is kept from the runs above
-                demo[runtime] = timed_process(
-                    [sys.executable, "-m", "videoclf", "extract", "--config", str(REPO / "experiments" / "demo.yaml"), "--set", f"data.root={demo_root}", "--set",
-                     f"extractor.runtime={runtime}", "--set", f"cache.dir={tmp / f'demo-cache-{runtime}'}"],
+            for variant, (runtime, precision) in VARIANTS.items():  # the converted Lite0s are kept from above
+                demo[variant] = timed_process(
+                    [sys.executable, "-m", "videoclf", "extract", "--config", str(REPO / "experiments" / "demo.yaml"),
+                     "--set", f"data.root={demo_root}", "--set", f"extractor.runtime={runtime}", "--set",
+                     f"extractor.precision={precision}", "--set", f"cache.dir={tmp / f'demo-cache-{variant}'}"],
                     {**env, "VIDEOCLF_RUNTIME_CACHE": str(tmp / "runtimes-efficientnet_lite0")})
-                lines.append(f"    {runtime:42s}{demo[runtime]:7.1f} s")
-            lines.append(f"    tensorflow/litert {demo['tensorflow'] / demo['litert']:.2f}x")
+                lines.append(f"    {variant:42s}{demo[variant]:7.1f} s   tensorflow/this "
+                             f"{demo['tensorflow'] / demo[variant]:.2f}x")
         lines += candidates(None if args.skip_demo else demo_root)
     print("\n".join(lines))
 

@@ -85,6 +85,7 @@ def test_bad_override_syntax():
     (["training.cv_folds=0"], "training.cv_folds"),
     (["tuning.first_trials=[{family: lstm}]"], "first_trials"),
     (["tuning.first_trials=[{depth: 3}]"], "first_trials"),
+    (["extractor.precision=int8", "extractor.runtime=tensorflow"], "extractor"),
 ])
 def test_impossible_search_spaces_fail_before_any_run(overrides, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

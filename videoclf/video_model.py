@@ -41,6 +41,7 @@ from videoclf.video_requests import (
 )
 
 SETTINGS = "settings.json"
+INT8_EXTRACTOR = "extractor.int8.tflite"
 ERROR_COLUMN = "error"
 LABEL_COLUMN = "predicted_label"
 WARNING_COLUMN = "warning"
@@ -98,12 +99,19 @@ def log_video_model(config, weights, sequence_model, classes, seq_length: int, t
         sequence_model.save(tmp / "sequence_model.keras")
         extractor.save_weights(tmp / "extractor.weights.h5")
         (tmp / SETTINGS).write_text(settings.to_json())
+        artifacts = {"sequence_model": str(tmp / "sequence_model.keras"),
+                     "extractor_weights": str(tmp / "extractor.weights.h5"), "settings": str(tmp / SETTINGS)}
+        if config.extractor.precision == "int8":  # the calibrated int8 model itself, not a recipe to redo
+            from videoclf.features.runtime import build_frame_model, runtime_cache_dir
+
+            frames = build_frame_model(config.extractor, config.sampling, weights, runtime_cache_dir())
+            (tmp / INT8_EXTRACTOR).write_bytes(frames.flatbuffer)
+            artifacts["int8_extractor"] = str(tmp / INT8_EXTRACTOR)
         with warnings.catch_warnings():  # an input example would have to be a real video; the signature says all
             warnings.filterwarnings("ignore", message=".*input example was not provided.*")
             return mlflow.pyfunc.log_model(
                 name="model", python_model=str(Path(videoclf.__file__).parent / "served_model.py"),
-                artifacts={"sequence_model": str(tmp / "sequence_model.keras"),
-                           "extractor_weights": str(tmp / "extractor.weights.h5"), "settings": str(tmp / SETTINGS)},
+                artifacts=artifacts,
                 code_paths=[str(Path(videoclf.__file__).parent)], pip_requirements=model_requirements(),
                 signature=video_signature(classes), metadata={"classes": list(classes), "seq_length": seq_length})
 
@@ -137,18 +145,25 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         import keras
 
         import videoclf.model  # noqa: F401 - registers the custom layers for loading
-        from videoclf.features.backbones import WeightsSource, build_keras_extractor
-        from videoclf.features.runtime import frame_model_from_keras
 
         self.settings = ModelSettings.from_json(Path(context.artifacts["settings"]).read_text())
         self.classes = list(self.settings.classes)
         self.sampling = self.settings.sampling
-        extractor_config = self.settings.extractor
-        extractor = build_keras_extractor(extractor_config, self.sampling.image_size,
-                                          WeightsSource("none", None, "bundled"))
-        extractor.load_weights(context.artifacts["extractor_weights"])
-        self.frames_model = frame_model_from_keras(extractor, extractor_config, self.sampling.image_size)
+        self.frames_model = self._frame_model(context.artifacts)
         self.sequence_model = keras.saving.load_model(context.artifacts["sequence_model"], compile=False)
+
+    def _frame_model(self, artifacts: dict):
+        """The bundled int8 model as is; else the bundled extractor weights on the runtime chosen here."""
+        from videoclf.features.backbones import FEATURE_DIMS, WeightsSource, build_keras_extractor
+        from videoclf.features.runtime import LiteRTFrames, frame_model_from_keras
+
+        config = self.settings.extractor
+        if "int8_extractor" in artifacts:
+            return LiteRTFrames(Path(artifacts["int8_extractor"]).read_bytes(), config.batch_size,
+                                FEATURE_DIMS[config.name])
+        extractor = build_keras_extractor(config, self.sampling.image_size, WeightsSource("none", None, "bundled"))
+        extractor.load_weights(artifacts["extractor_weights"])
+        return frame_model_from_keras(extractor, config, self.sampling.image_size)
 
     def _encode(self, clips: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Sampled frames of each clip → cache-equivalent features ``(N, L, D)`` and sampled-frame counts,

@@ -54,8 +54,9 @@ class ExtractReport:
 
 
 def cache_key(config: Config, weights: WeightsSource) -> dict:
-    """Everything that changes the features, and nothing else."""
-    return {
+    """Everything that changes the features, and nothing else (float32 keys are as before precision existed)."""
+    precision = {"precision": config.extractor.precision} if config.extractor.precision != "float32" else {}
+    return {**precision,
         "extractor": config.extractor.name,
         "weights": weights.kind,
         "weights_digest": weights.digest,

@@ -99,6 +99,8 @@ def search_id_for(config: Config, name: str) -> str:
     identity.pop("tracking")
     identity.pop("serving")  # neither changes what the search finds
     identity["extractor"].pop("runtime")  # the same features on either runtime
+    if identity["extractor"]["precision"] == "float32":
+        identity["extractor"].pop("precision")  # float32 searches keep the ids they had before precision existed
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
     return f"{name}-{digest}"
 
