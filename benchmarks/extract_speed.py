@@ -11,9 +11,9 @@ video, on a UCF101-shaped corpus (320x240 XVID, ../shared/bench/make_speed_corpu
   int8``): frames/s, achieved GFLOP/s (2 × multiply-adds counted from the
   layers; int8 counted as the same work) and the share of the measured fp32 peak;
 - ``videoclf`` extraction in-process, cold cache, on each of the three, beside
-  its ceiling on this machine: decoding (measured alone, one thread) and the
-  forward pass share the cores, so frames/s can be at most
-  1 / (1 / forward + 1 / (cores × decode));
+  its ceiling on this machine: decoding (measured alone: CPU seconds a frame)
+  and the forward pass share the cores, so frames/s can be at most
+  1 / (1 / forward + decode CPU seconds a frame / cores);
 - whole processes, wall clock including imports and model build:
   ``videoclf extract`` on each (LiteRT with and without its converted model
   kept from an earlier run) vs the seed notebook's loop
@@ -112,14 +112,15 @@ def pure_forward(config, batches: int = 10) -> float:
     return batches * BATCH / (time.perf_counter() - started)
 
 
-def decode_only(videos) -> float:
-    """Sampled frames/s of decoding alone, one thread (what extraction's decode thread does)."""
+def decode_only(videos) -> tuple[float, float]:
+    """Decoding alone, one thread (what a decode thread of extraction does): sampled frames/s and CPU seconds
+    a frame (all the process's threads: a decoder's own threads would count)."""
     from videoclf.features.decode import decode_sampled
 
-    started, frames = time.perf_counter(), 0
+    started, cpu, frames = time.perf_counter(), time.process_time(), 0
     for video in videos:
         frames += len(decode_sampled(video.path, LENGTH, SIZE).frames)
-    return frames / (time.perf_counter() - started)
+    return frames / (time.perf_counter() - started), (time.process_time() - cpu) / frames
 
 
 def _photos(size: int, count: int):
@@ -271,8 +272,9 @@ def main() -> None:
         lines.append(f"machine: {os.cpu_count()} cores, measured fp32 peak (4096² matmul) {peak:.0f} GFLOP/s; "
                      f"corpus {args.videos} videos 320x240 XVID, {SIZE} px, {LENGTH} frames a video, batch {BATCH}")
         corpus_config = load_config(REPO / "experiments" / "demo.yaml", [f"data.root={root}"])
-        decode_rate = decode_only(split_videos(corpus_config, "train", csv, root)[0])
-        lines.append(f"decoding alone, one thread: {decode_rate:.0f} sampled frames/s")
+        decode_rate, decode_cpu = decode_only(split_videos(corpus_config, "train", csv, root)[0])
+        lines.append(f"decoding alone, one thread: {decode_rate:.0f} sampled frames/s, {decode_cpu * 1e3:.2f} ms CPU "
+                     "a frame")
         for name, weights in (("efficientnet_lite0", "imagenet"), ("inception_v3", "none")):
             flop = gflop_per_frame(name)
             lines.append(f"\n{name} ({flop:.2f} GFLOP a frame)")
@@ -289,7 +291,7 @@ def main() -> None:
                 videos, _ = split_videos(config, "train", csv, root)
                 report = extract_videos(config, videos, resolve_weights(config.extractor), progress=False)
                 speeds[variant] = (forward, report.frames_per_second)
-                ceiling = 1 / (1 / forward + 1 / ((os.cpu_count() or 1) * decode_rate))
+                ceiling = 1 / (1 / forward + decode_cpu / (os.cpu_count() or 1))
                 for label, fps, extra in (
                         (f"pure forward, {variant}", forward, ""),
                         (f"videoclf extract in-process, {variant}", report.frames_per_second,

@@ -21,6 +21,29 @@ def test_codecs_sample_uniformly_in_rgb(tmp_path, codec, ext):
     assert all(b > a for a, b in zip(positions, positions[1:]))  # time order kept, RGB channel order
 
 
+@pytest.mark.parametrize("codec", ["MJPG", "XVID"])
+def test_each_file_decodes_on_one_thread_with_the_same_frames(tmp_path, codec):
+    """Frame-threaded decoding costs more CPU per frame (extract_speed.py); one thread gives the same pixels."""
+    import cv2
+
+    from videoclf.features.decode import _open, to_model_frame
+
+    path = write_video(tmp_path / "v.avi", 24, size=(96, 64), codec=codec)
+    capture = _open(path)
+    assert capture.get(cv2.CAP_PROP_N_THREADS) == 1
+    capture.release()
+    default = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = default.read()
+        if not ok:
+            break
+        frames.append(to_model_frame(frame, 32, "none"))  # OpenCV's default: FFmpeg's frame threads
+    default.release()
+    clip = decode_sampled(path, 8, 32)
+    np.testing.assert_array_equal(clip.frames, np.stack(frames)[::3])
+
+
 def test_short_and_single_frame_videos_keep_every_frame(tmp_path):
     assert decode_sampled(write_video(tmp_path / "one.avi", 1), 8, 32).frames.shape[0] == 1
     short = decode_sampled(write_video(tmp_path / "short.avi", 5), 8, 32)

@@ -1,4 +1,4 @@
-"""Fills the feature cache: decode (in a thread) → fixed-shape batches → one compiled model.
+"""Fills the feature cache: decode (in threads) → fixed-shape batches → one compiled model.
 
 Decoding of the next videos overlaps the model's forward pass; frames from
 several videos share a batch, so the model always sees the same shape.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import shutil
 import sys
 import time
@@ -31,6 +32,9 @@ from videoclf.features.runtime import build_frame_model, runtime_cache_dir
 from videoclf.features.sample import SAMPLING_RULE
 
 DECODE_LOOKAHEAD = 8  # videos decoded ahead of the model; bounds memory
+# Videos decoded side by side: one on 2 cores (the model needs the other), more where cores are left over
+# (e.g. a GPU machine, where decoding is the bottleneck).
+DECODE_THREADS = max(1, min(4, (os.cpu_count() or 1) - 1))
 
 
 @dataclass
@@ -203,7 +207,7 @@ def _run(config, weights, cache, todo, report, progress) -> None:
     bar = tqdm(total=len(todo), unit="video", desc=f"extract {config.extractor.name}", disable=not progress,
                dynamic_ncols=True, mininterval=0.2 if sys.stderr.isatty() else 10.0)
     try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
+        with ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="decode") as pool:
             queue = deque()
             videos = iter(todo)
             for video in videos:
