@@ -65,8 +65,8 @@ def check_video_file(path: Path) -> os.stat_result:
     return info
 
 
-# One decoder thread per file: FFmpeg's frame threading spends ~40% more CPU per frame for less throughput
-# (XVID 1.40 vs 1.02 ms a sampled frame; same frames; extract_speed.py), CPU the model needs meanwhile.
+# One decoder thread per file: FFmpeg's frame threading spent ~40% more CPU per frame for less throughput
+# (checked side by side on XVID: 1.40 vs 1.02 ms a sampled frame, same frames), CPU the model needs meanwhile.
 # Parallelism comes from decoding several files at once instead (extract.DECODE_THREADS).
 _ONE_THREAD = [cv2.CAP_PROP_N_THREADS, 1] if hasattr(cv2, "CAP_PROP_N_THREADS") else []
 
