@@ -227,6 +227,8 @@ def _run(config, weights, cache, todo, report, progress) -> None:
                     continue
                 if committer is None:
                     built = time.perf_counter()
+                    # a first LiteRT run converts (int8: calibrates) the extractor: seconds with no video done
+                    bar.set_postfix_str("preparing the extractor", refresh=True)
                     model = build_frame_model(config.extractor, config.sampling, weights, runtime_cache_dir())
                     report.model_build_seconds = time.perf_counter() - built
                     committer = _Committer(model, cache, report, bar)

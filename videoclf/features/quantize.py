@@ -28,7 +28,7 @@ QUANTIZATION_RECIPE = 1  # bump when anything below changes the converted model 
 CALIBRATION_CROPS = 128
 CALIBRATION_SEED = 0
 FLOAT_SHARE = 1 / 3  # of the quantised tensors, those with the largest int8 error stay in float
-# Per frame, against float32 features of the same photo: the stated tolerance of precision=int8 (test_backbones).
+# Per frame, against float32 features of the same photo: the stated tolerance of precision=int8 (test_int8).
 INT8_TOLERANCE = {"min_cosine": 0.99, "mean_cosine": 0.997}
 
 
