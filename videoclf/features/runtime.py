@@ -133,8 +133,12 @@ def choose_runtime(requested: str, precision: str = "float32") -> str:
             fix = "extractor.precision=float32" if precision == "int8" else "extractor.runtime=tensorflow"
             raise WeightsError(f"{needs} needs the ai-edge-litert package: pip install ai-edge-litert (or set {fix})")
         return requested
-    gpu = Path("/dev/nvidia0").exists() or bool(os.environ.get("VIDEOCLF_ASSUME_GPU"))
-    return "litert" if litert_available() and not gpu else "tensorflow"
+    return "litert" if litert_available() and not gpu_present() else "tensorflow"
+
+
+def gpu_present() -> bool:
+    """An NVIDIA GPU for TensorFlow (``VIDEOCLF_ASSUME_GPU`` says so without one, for tests)."""
+    return Path("/dev/nvidia0").exists() or bool(os.environ.get("VIDEOCLF_ASSUME_GPU"))
 
 
 def convert_to_litert(keras_model, batch_size: int, image_size: int, precision: str = "float32") -> bytes:
