@@ -346,3 +346,21 @@ def test_extraction_and_the_registered_model_share_one_frame_feature_path(tmp_pa
         alone, _ = encode_clips(model, [clip], 8)
         np.testing.assert_allclose(together[row], alone[0], atol=1e-5)
         assert not together[row, len(clip):].any()  # padding stays zero
+
+
+def test_decoding_ahead_of_a_gpu_model_and_in_turns_with_a_cpu_model_give_the_same_features(
+        tmp_path, make_config, monkeypatch):
+    """On CPUs decoding and the model take turns; beside a GPU (here pretended: TensorFlow on the CPU)
+    decoding runs ahead. Either way every video gets its own frames' features."""
+    _dataset(tmp_path / "data", n=10, frames=(12, 30, 7))
+    turns = load_config(make_config(), [f"cache.dir={tmp_path / 'turns'}"])
+    ahead = load_config(make_config(), [f"cache.dir={tmp_path / 'ahead'}"])
+    videos, _ = split_videos(turns, "train")
+    assert extract_videos(turns, videos, resolve_weights(turns.extractor), progress=False).extracted == 10
+    monkeypatch.setenv("VIDEOCLF_ASSUME_GPU", "1")
+    assert extract_videos(ahead, videos, resolve_weights(ahead.extractor), progress=False).extracted == 10
+    keys = [v.key for v in videos]
+    (a, mask_a, n_a), (b, mask_b, n_b) = _cache(turns).read(keys), _cache(ahead).read(keys)
+    np.testing.assert_array_equal(mask_a, mask_b)
+    np.testing.assert_array_equal(n_a, n_b)
+    np.testing.assert_allclose(a.astype(np.float32), b.astype(np.float32), atol=2e-3 * np.abs(a).max())
