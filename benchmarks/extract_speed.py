@@ -11,7 +11,8 @@ video, on a UCF101-shaped corpus (320x240 XVID, ../shared/bench/make_speed_corpu
   int8``): frames/s, achieved GFLOP/s (2 × multiply-adds counted from the
   layers; int8 counted as the same work) and the share of the measured fp32 peak;
 - ``videoclf`` extraction in-process, cold cache, on each of the three, beside
-  its ceiling on this machine: decoding (measured alone: CPU seconds a frame)
+  its ceiling on this machine: decoding (measured alone: CPU seconds a frame,
+  one FFmpeg thread as videoclf decodes, beside FFmpeg's frame threads)
   and the forward pass share the cores, so frames/s can be at most
   1 / (1 / forward + decode CPU seconds a frame / cores);
 - whole processes, wall clock including imports and model build:
@@ -112,15 +113,22 @@ def pure_forward(config, batches: int = 10) -> float:
     return batches * BATCH / (time.perf_counter() - started)
 
 
-def decode_only(videos) -> tuple[float, float]:
-    """Decoding alone, one thread (what a decode thread of extraction does): sampled frames/s and CPU seconds
-    a frame (all the process's threads: a decoder's own threads would count)."""
-    from videoclf.features.decode import decode_sampled
+def decode_only(videos, frame_threads: bool = False) -> tuple[float, float, list]:
+    """Decoding alone, one thread (what a decode thread of extraction does): sampled frames/s, CPU seconds a
+    frame (all the process's threads: a decoder's own threads count) and the frames. ``frame_threads``: with
+    FFmpeg's frame threading (OpenCV's default) instead of the one decoder thread videoclf asks for."""
+    from videoclf.features import decode
 
-    started, cpu, frames = time.perf_counter(), time.process_time(), 0
-    for video in videos:
-        frames += len(decode_sampled(video.path, LENGTH, SIZE).frames)
-    return frames / (time.perf_counter() - started), (time.process_time() - cpu) / frames
+    kept = decode._ONE_THREAD
+    decode._ONE_THREAD = [] if frame_threads else kept
+    try:
+        started, cpu, clips = time.perf_counter(), time.process_time(), []
+        for video in videos:
+            clips.append(decode.decode_sampled(video.path, LENGTH, SIZE).frames)
+    finally:
+        decode._ONE_THREAD = kept
+    frames = sum(len(c) for c in clips)
+    return frames / (time.perf_counter() - started), (time.process_time() - cpu) / frames, clips
 
 
 def _photos(size: int, count: int):
@@ -271,10 +279,16 @@ def main() -> None:
         peak = peak_gflops()
         lines.append(f"machine: {os.cpu_count()} cores, measured fp32 peak (4096² matmul) {peak:.0f} GFLOP/s; "
                      f"corpus {args.videos} videos 320x240 XVID, {SIZE} px, {LENGTH} frames a video, batch {BATCH}")
+        import numpy as np
+
         corpus_config = load_config(REPO / "experiments" / "demo.yaml", [f"data.root={root}"])
-        decode_rate, decode_cpu = decode_only(split_videos(corpus_config, "train", csv, root)[0])
+        corpus_videos = split_videos(corpus_config, "train", csv, root)[0]
+        threaded_rate, threaded_cpu, threaded = decode_only(corpus_videos, frame_threads=True)
+        decode_rate, decode_cpu, clips = decode_only(corpus_videos)
+        same = all(np.array_equal(a, b) for a, b in zip(clips, threaded))
         lines.append(f"decoding alone, one thread: {decode_rate:.0f} sampled frames/s, {decode_cpu * 1e3:.2f} ms CPU "
-                     "a frame")
+                     f"a frame (with FFmpeg's frame threads, OpenCV's default: {threaded_rate:.0f} frames/s, "
+                     f"{threaded_cpu * 1e3:.2f} ms CPU a frame; same frames: {same})")
         for name, weights in (("efficientnet_lite0", "imagenet"), ("inception_v3", "none")):
             flop = gflop_per_frame(name)
             lines.append(f"\n{name} ({flop:.2f} GFLOP a frame)")

@@ -104,8 +104,8 @@ def log_video_model(config, weights, sequence_model, classes, seq_length: int, t
         if config.extractor.precision == "int8":  # the calibrated int8 model itself, not a recipe to redo
             from videoclf.features.runtime import build_frame_model, runtime_cache_dir
 
-            frames = build_frame_model(config.extractor, config.sampling, weights, runtime_cache_dir())
-            (tmp / INT8_EXTRACTOR).write_bytes(frames.flatbuffer)
+            int8_model = build_frame_model(config.extractor, config.sampling, weights, runtime_cache_dir())
+            (tmp / INT8_EXTRACTOR).write_bytes(int8_model.flatbuffer)
             artifacts["int8_extractor"] = str(tmp / INT8_EXTRACTOR)
         with warnings.catch_warnings():  # an input example would have to be a real video; the signature says all
             warnings.filterwarnings("ignore", message=".*input example was not provided.*")

@@ -206,8 +206,8 @@ def _run(config, weights, cache, todo, report, progress) -> None:
     """Decode → model → commit. Where the model runs on the CPU, decoding and the model take turns, each on
     all cores (a chunk of ``DECODE_LOOKAHEAD`` videos decoded in parallel, then their frames through the
     model): side by side, the decode thread would take a core from the model's threads, which then wait on
-    each other (extract_speed.py on 2 cores: 84–87% of the in-process ceiling side by side, 89–99% in
-    turns). Beside a model on a GPU, decoding runs ahead in a few threads instead."""
+    each other (in turns: 92–98% of what the 2 cores allow, extract_speed.py). Beside a model on a GPU,
+    decoding runs ahead in a few threads instead."""
     started = time.perf_counter()
     bar = tqdm(total=len(todo), unit="video", desc=f"extract {config.extractor.name}", disable=not progress,
                dynamic_ncols=True, mininterval=0.2 if sys.stderr.isatty() else 10.0)
