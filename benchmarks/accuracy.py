@@ -53,9 +53,11 @@ def main() -> None:
         print(f"\n{name}: {len(champion.labels)} test videos, {len(champion.classes)} classes, search {seconds:.0f} s "
               f"(features cached or extracted before it)")
         print(f"  {'model':64s} {'selection':>9s}  test accuracy [95% CI]")
-        print(f"  {'champion (' + result.best_hyperparameters['family'] + ', ' + result.best_hyperparameters['inputs'] + ')':64s} "
+        chosen = result.best_hyperparameters
+        label = ", ".join(str(chosen[k]) for k in ("family", "streams", "inputs") if k in chosen)
+        print(f"  {'champion (' + label + ')':64s} "
               f"{result.best_val_score:9.3f}  {champion.accuracy:.3f} [{champion.interval[0]:.3f}, "
-              f"{champion.interval[1]:.3f}]  (over {int(seeds['final_seeds'])} seeds "
+              f"{champion.interval[1]:.3f}]  (the mean of {int(seeds['final_seeds'])} seeds; each alone "
               f"{seeds['test_accuracy_seed_mean']:.3f} ± {seeds['test_accuracy_seed_std']:.3f}; ECE {champion.ece:.3f})")
         for baseline in result.baselines:
             test = baseline.test

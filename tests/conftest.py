@@ -128,7 +128,8 @@ def tracking_uri(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def searched(tmp_path_factory):
-    """One tiny tracked search whose champion (``MODEL``) the model-using tests share."""
+    """One tiny tracked search whose champion (``MODEL``: appearance + motion, two seeds averaged) the model-using
+    tests share."""
     from videoclf.config import load_config
     from videoclf.search.run import run_search
 
@@ -140,8 +141,10 @@ def searched(tmp_path_factory):
         "sampling": {"max_seq_length": 8, "image_size": 64},
         "extractor": {"name": "efficientnet_lite0", "weights": "imagenet", "batch_size": 8},
         "cache": {"dir": str(root / "cache")},
-        "search": {"seq_length": [4], "num_gru_layers": [1], "gru_units": [[8]], "batch_size": [8]},
-        "tuning": {"max_trials": 1, "directory": str(root / "tuner"), "final_seeds": 1, "baselines": []},
+        "motion": {"enabled": True},  # the champion reads both streams and averages two seeds
+        "search": {"seq_length": [4], "num_gru_layers": [1], "gru_units": [[8]], "batch_size": [8],
+                   "streams": ["appearance+motion"]},
+        "tuning": {"max_trials": 1, "directory": str(root / "tuner"), "final_seeds": 2, "baselines": []},
         "training": {"epochs": 3, "validation_fraction": 0.34},
         "tracking": {"experiment_name": "test", "registered_model_name": "videoclf-test"},
     }))

@@ -8,6 +8,9 @@ or the seed notebook get on the same data:
 * ``step_stats_logreg``: logistic regression on seven numbers per clip, the
   statistics of the step size between consecutive frame features (how much
   the picture changes, not what it shows).
+* ``motion_logreg``: logistic regression on each clip's mean, spread and
+  first-half-minus-second-half trend of its motion-stream step descriptors
+  (optical flow: direction, speed, zoom, rotation; needs ``motion.enabled``).
 * ``seed_gru``: the seed notebook's GRU 16→8 (10 epochs, Adam 1e-4, batch 64,
   no normalisation).
 
@@ -23,11 +26,13 @@ import numpy as np
 
 from videoclf.dataset import Fold, SplitData
 from videoclf.evaluation import Evaluation, evaluate_probabilities
-from videoclf.search.crossval import cross_validate
+from videoclf.errors import DataError
+from videoclf.search.crossval import cross_validate, standard_error
 
 DESCRIPTIONS = {
     "pooled_logreg": "pooled logistic regression (mean+std of frame features)",
     "step_stats_logreg": "step-size statistics + logistic regression (7 numbers a clip)",
+    "motion_logreg": "motion-stream statistics + logistic regression (flow mean, std, trend)",
     "seed_gru": "seed notebook model (GRU 16→8, 10 epochs)",
 }
 LOGREG_C = (0.01, 0.1, 1.0)
@@ -41,6 +46,7 @@ class BaselineResult:
     validation: float
     test: Evaluation
     detail: str
+    validation_se: float = 0.0  # standard error of ``validation`` over folds
 
     @property
     def description(self) -> str:
@@ -74,6 +80,16 @@ def step_statistics(data: SplitData) -> np.ndarray:
     return np.stack(rows)
 
 
+def motion_statistics_features(data: SplitData) -> np.ndarray:
+    """Mean, spread and trend of each clip's motion steps (videoclf.features.motion.clip_statistics)."""
+    from videoclf.features.motion import clip_statistics
+
+    if data.motion is None:
+        raise DataError("The motion_logreg baseline needs the motion stream: set motion.enabled: true")
+    return np.stack([clip_statistics(m[:n], v[:n]) for m, v, n in
+                     zip(data.motion, data.motion_valid, data.cached_frames)])
+
+
 def _logreg(c: float):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -93,13 +109,13 @@ def logistic_regression(name: str, featurize, folds: list[Fold], train: SplitDat
                         classes: tuple[str, ...]) -> BaselineResult:
     """Picks C on the folds (mean validation accuracy), refits on all of ``train``, tests once."""
     fold_data = [(featurize(f.train), f.train.labels, featurize(f.validation), f.validation.labels) for f in folds]
-    scores = {}
-    for c in LOGREG_C:
-        scores[c] = float(np.mean([(_logreg(c).fit(x, y).predict(vx) == vy).mean() for x, y, vx, vy in fold_data]))
+    folds_scores = {c: [float((_logreg(c).fit(x, y).predict(vx) == vy).mean()) for x, y, vx, vy in fold_data]
+                    for c in LOGREG_C}
+    scores = {c: float(np.mean(values)) for c, values in folds_scores.items()}
     best_c = max(LOGREG_C, key=lambda c: (scores[c], -c))
     model = _logreg(best_c).fit(featurize(train), train.labels)
     test_eval = evaluate_probabilities(_probabilities(model, featurize(test), len(classes)), test.labels, classes)
-    return BaselineResult(name, scores[best_c], test_eval, f"C={best_c}")
+    return BaselineResult(name, scores[best_c], test_eval, f"C={best_c}", standard_error(folds_scores[best_c]))
 
 
 def seed_gru(folds: list[Fold], train: SplitData, test: SplitData, classes: tuple[str, ...], length: int,
@@ -126,7 +142,7 @@ def seed_gru(folds: list[Fold], train: SplitData, test: SplitData, classes: tupl
     fit(model, train, epochs=result.best_epoch + 1, verbose=0)
     probabilities = model.predict(test.sequences(length), verbose=0)
     return BaselineResult("seed_gru", result.score, evaluate_probabilities(probabilities, test.labels, classes),
-                          f"{result.best_epoch + 1} epochs")
+                          f"{result.best_epoch + 1} epochs", standard_error(result.fold_scores))
 
 
 def run_baselines(names: list[str], folds: list[Fold], train: SplitData, test: SplitData, classes: tuple[str, ...],
@@ -138,6 +154,8 @@ def run_baselines(names: list[str], folds: list[Fold], train: SplitData, test: S
             out.append(logistic_regression(name, pooled_features, folds, train, test, classes))
         elif name == "step_stats_logreg":
             out.append(logistic_regression(name, step_statistics, folds, train, test, classes))
+        elif name == "motion_logreg":
+            out.append(logistic_regression(name, motion_statistics_features, folds, train, test, classes))
         else:
             out.append(seed_gru(folds, train, test, classes, max_length, seed))
     return out

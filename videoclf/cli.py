@@ -84,19 +84,19 @@ def cmd_data_ucf101(args: argparse.Namespace) -> None:
 def cmd_extract(args: argparse.Namespace) -> None:
     from videoclf.data.ensure import ensure_data
     from videoclf.data.videos import split_videos
-    from videoclf.features.extract import extract_videos, open_cache
+    from videoclf.features.extract import extract_videos, open_cache, open_motion_cache
     from videoclf.features.backbones import resolve_weights
 
     extra = [f"data.root={args.root}"] if args.root else []
     config = _config(args, extra)  # TensorFlow is imported only if a model must be built (features/runtime.py)
     weights = resolve_weights(config.extractor)
     if args.rebuild:
-        cache = open_cache(config, weights)
-        with cache.locked():
-            shutil.rmtree(cache.path / "parts", ignore_errors=True)
-            for file in cache.path.glob("*.h5"):
-                file.unlink()
-        print(f"cleared {cache.path}")
+        for cache in filter(None, (open_cache(config, weights), open_motion_cache(config))):
+            with cache.locked():
+                shutil.rmtree(cache.path / "parts", ignore_errors=True)
+                for file in cache.path.glob("*.h5"):
+                    file.unlink()
+            print(f"cleared {cache.path}")
     if args.csv:
         root = Path(args.root) if args.root else config.data.root
         jobs = {str(args.csv): split_videos(config, "train", Path(args.csv), root)[0]}
@@ -107,8 +107,9 @@ def cmd_extract(args: argparse.Namespace) -> None:
         report = extract_videos(config, videos, weights, shard=args.shard)
         speed = f", {report.frames_per_second:.1f} frames/s" if report.extracted else ""
         part = f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard else ""
+        motion = f"; motion stream: {report.motion_extracted} computed now" if config.motion.enabled else ""
         print(f"{name}{part}: {report.requested - len(report.bad)}/{report.requested} videos cached "
-              f"({report.extracted} extracted now{speed}) in {report.cache_path}")
+              f"({report.extracted} extracted now{speed}{motion}) in {report.cache_path}")
         if report.bad:
             print(f"  {len(report.bad)} bad videos skipped; reasons in {report.bad_report}")
 

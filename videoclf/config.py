@@ -116,6 +116,20 @@ class ExtractorConfig(_Section):
         return self
 
 
+class MotionConfig(_Section):
+    """The motion stream: dense optical flow at each sampled frame, summarised per step (videoclf.features.motion).
+
+    Cached beside the appearance features under its own key, so turning it on for an existing cache computes
+    only the flow, never the CNN.
+    """
+
+    enabled: bool = False
+    algorithm: Literal["dis", "farneback"] = "dis"
+    preset: Literal["ultrafast", "fast", "medium"] = "ultrafast"  # DIS only
+    frame_width: int = Field(128, ge=16, le=1024)  # grey frame width the flow is computed at (aspect kept)
+    grid: int = Field(2, ge=1, le=8)  # cells per side for the local statistics
+
+
 class CacheConfig(_Section):
     """The HDF5 feature cache and how tolerant extraction is of bad videos."""
 
@@ -147,6 +161,7 @@ Fractions = Annotated[list[Annotated[float, Field(ge=0.0, lt=1.0)]], Field(min_l
 Flags = Annotated[list[bool], Field(min_length=1)]
 Family = Literal["pooled", "tcn", "gru", "attention"]
 Inputs = Literal["frames", "frames+deltas", "deltas", "steps"]
+Stream = Literal["appearance", "motion", "appearance+motion"]
 POOLING_STATS = ("mean", "max", "min", "std")
 
 
@@ -159,6 +174,8 @@ class SearchSpace(_Section):
     """
 
     family: Annotated[list[Family], Field(min_length=1)] = ["gru"]
+    # which cached streams a trial reads; ``inputs`` shapes the appearance stream (motion needs motion.enabled)
+    streams: Annotated[list[Stream], Field(min_length=1)] = ["appearance"]
     inputs: Annotated[list[Inputs], Field(min_length=1)] = ["frames"]
     temporal_centering: Flags = [True]
     normalize: Flags = [True]
@@ -216,7 +233,7 @@ class TuningConfig(_Section):
     executions_per_trial: int = Field(1, ge=1)
     first_trials: list[dict[str, Any]] = []  # random search: partial values tried first, the rest drawn
     final_seeds: int = Field(3, ge=1)
-    baselines: list[Literal["pooled_logreg", "step_stats_logreg", "seed_gru"]] = [
+    baselines: list[Literal["pooled_logreg", "step_stats_logreg", "motion_logreg", "seed_gru"]] = [
         "pooled_logreg", "step_stats_logreg", "seed_gru"]
     directory: Path = Path("tuner_runs")
     project_name: str | None = None
@@ -274,6 +291,7 @@ class Config(_Section):
     data: DataConfig = DataConfig()
     sampling: SamplingConfig = SamplingConfig()
     extractor: ExtractorConfig = ExtractorConfig()
+    motion: MotionConfig = MotionConfig()
     cache: CacheConfig = CacheConfig()
     search: SearchSpace = SearchSpace()
     tuning: TuningConfig = TuningConfig()
@@ -294,6 +312,14 @@ class Config(_Section):
                                      f"{space[key]}. Received: {value!r}")
         if self.tuning.first_trials and self.tuning.tuner != "random":
             raise ValueError("Expected tuning.first_trials only with tuner: random")
+        return self
+
+    @model_validator(mode="after")
+    def _motion_enabled_when_used(self) -> "Config":
+        users = [f"search.streams {s!r}" for s in self.search.streams if "motion" in s]
+        users += ["tuning.baselines 'motion_logreg'"] if "motion_logreg" in self.tuning.baselines else []
+        if users and not self.motion.enabled:
+            raise ValueError(f"Expected motion.enabled: true for {', '.join(users)} (they read the motion stream)")
         return self
 
     @model_validator(mode="after")

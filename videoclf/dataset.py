@@ -18,9 +18,10 @@ from videoclf.config import Config
 from videoclf.data.table import group_id
 from videoclf.data.videos import split_videos
 from videoclf.errors import CacheError, DataError
-from videoclf.features.extract import open_cache
+from videoclf.features.extract import open_cache, open_motion_cache
 from videoclf.features.backbones import WeightsSource
 from videoclf.features.sample import derive_sequences
+from videoclf.streams import stream_sequences
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,10 @@ class SplitData:
     groups: list[str]
     digest: str
     n_frames: np.ndarray | None = None  # (N,) frames that really decoded (the clip's length)
+    motion: np.ndarray | None = None  # (N, L, M) motion step descriptors, when the motion stream is on
+    motion_valid: np.ndarray | None = None  # (N, L) which of those steps exist
     _by_length: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    _inputs: dict[tuple[int, str], np.ndarray] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -65,11 +69,22 @@ class SplitData:
         features, mask = self._by_length[length]
         return features.astype(np.float32), mask, self.labels
 
+    def inputs(self, length: int, stream: str = "appearance") -> np.ndarray:
+        """``(N, length, width)`` float32: the model's input for ``stream`` (videoclf.streams), kept per length."""
+        if (length, stream) not in self._inputs:
+            self._inputs[(length, stream)] = stream_sequences(stream, length, self.cached_frames, self.features,
+                                                              self.motion, self.motion_valid)
+        return self._inputs[(length, stream)]
+
     def subset(self, rows: np.ndarray) -> "SplitData":
         rows = np.asarray(rows)
+
+        def pick(values):
+            return None if values is None else values[rows]
+
         return SplitData([self.keys[i] for i in rows], self.labels[rows], self.features[rows],
                          self.cached_frames[rows], [self.groups[i] for i in rows], f"{self.digest}:{len(rows)}",
-                         None if self.n_frames is None else self.n_frames[rows])
+                         pick(self.n_frames), pick(self.motion), pick(self.motion_valid))
 
 
 def vocabulary_for(config: Config, train_tags: list[str]) -> Vocabulary:
@@ -87,23 +102,27 @@ def load_split(config: Config, split: str, weights: WeightsSource, vocabulary: V
         videos, tags = [videos[i] for i in keep], [tags[i] for i in keep]
     vocabulary = vocabulary or vocabulary_for(config, tags)
     labels = vocabulary.encode(tags, str(config.data.csv_path(split)))
-    cache = open_cache(config, weights)
-    bad = cache.bad_videos()
+    cache, motion_cache = open_cache(config, weights), open_motion_cache(config)
+    bad = cache.bad_videos() | (motion_cache.bad_videos() if motion_cache else {})
     usable = [i for i, v in enumerate(videos) if v.key not in bad]
-    missing = cache.absent_or_stale([videos[i] for i in usable])  # checksums are verified by read() below
-    if missing:
-        raise CacheError(f"{len(missing)} videos of the {split} split (e.g. {missing[0].key}) are not in the feature "
-                         f"cache {cache.path}, or changed since. Run videoclf extract with the same config first.")
+    for each in filter(None, (cache, motion_cache)):
+        missing = each.absent_or_stale([videos[i] for i in usable])  # checksums are verified by read() below
+        if missing:
+            raise CacheError(f"{len(missing)} videos of the {split} split (e.g. {missing[0].key}) are not in the "
+                             f"feature cache {each.path}, or changed since. Run videoclf extract with the same "
+                             "config first.")
     if len(usable) < len(videos):
         print(f"{split}: leaving out {len(videos) - len(usable)} undecodable videos "
               f"(see {cache.path / 'bad_videos.csv'})")
     keys = [videos[i].key for i in usable]
     features, mask, n_frames = cache.read(keys)
+    motion, motion_valid = motion_cache.read(keys)[:2] if motion_cache else (None, None)
     # A group (UCF101 gNN: one actor, scene or source video) stays on one side whatever its class: when
     # classes share scenes, splitting a scene by class would reward memorising scenes.
     groups = [f"g{group_id(videos[i].key)}" if group_id(videos[i].key) else videos[i].key for i in usable]
     digest = hashlib.sha256("\n".join(f"{k},{tags[i]}" for k, i in zip(keys, usable)).encode()).hexdigest()
-    return SplitData(keys, labels[usable], features, mask.sum(axis=1), groups, digest[:16], n_frames), vocabulary
+    return SplitData(keys, labels[usable], features, mask.sum(axis=1), groups, digest[:16], n_frames, motion,
+                     motion_valid), vocabulary
 
 
 def validation_split(data: SplitData, fraction: float, seed: int) -> tuple[SplitData, SplitData]:

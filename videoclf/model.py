@@ -29,6 +29,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from videoclf.streams import stream_width, uses_appearance, uses_motion
+
 FAMILIES = ("pooled", "tcn", "gru", "attention")
 INPUTS = ("frames", "frames+deltas", "deltas", "steps")
 POOLING_STATS = ("mean", "max", "min", "std")
@@ -149,6 +151,24 @@ class StepChannels(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="videoclf")
+class StreamSlice(keras.layers.Layer):
+    """Channels ``[start, stop)`` of every step: one stream of the joined input (videoclf.streams)."""
+
+    def __init__(self, start: int, stop: int, **kwargs):
+        super().__init__(**kwargs)
+        self.start, self.stop = int(start), int(stop)
+
+    def call(self, inputs):
+        return inputs[..., self.start: self.stop]
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.stop - self.start)
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "stop": self.stop}
+
+
+@keras.saving.register_keras_serializable(package="videoclf")
 class MaskedPooling(keras.layers.Layer):
     """Concatenates the chosen statistics over real steps; a clip with none pools to zeros."""
 
@@ -237,6 +257,24 @@ def feature_statistics(sequences: np.ndarray, stored: np.ndarray) -> tuple[np.nd
     return rows.mean(axis=0), rows.var(axis=0) + 1e-12
 
 
+def motion_statistics(motion: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-number mean and variance of the motion steps that exist, for the motion stream's Normalization."""
+    rows = motion[valid.astype(bool)].astype(np.float64)
+    if not len(rows):
+        return np.zeros(motion.shape[-1]), np.ones(motion.shape[-1])
+    return rows.mean(axis=0), rows.var(axis=0) + 1e-12
+
+
+def seed_ensemble(models: list[keras.Model]) -> keras.Model:
+    """One model whose probabilities are the mean of ``models``' (the same configuration trained with several
+    seeds: a deep ensemble). One model is returned as it is."""
+    if len(models) == 1:
+        return models[0]
+    joined = keras.Input(models[0].input_shape[1:], name="features")
+    members = [keras.Model(m.inputs[0], m.outputs[0], name=f"seed_{i}")(joined) for i, m in enumerate(models)]
+    return keras.Model(joined, keras.layers.Average(name="mean_probabilities")(members), name="seed_ensemble")
+
+
 def _pooling_stats(pooling: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in pooling.split("+"))
 
@@ -249,6 +287,9 @@ def build_sequence_model(
     normalizer: tuple[np.ndarray, np.ndarray] | None = None,
     temporal_centering: bool = False,
     inputs: str = "frames",
+    stream: str = "appearance",
+    motion_dim: int = 0,
+    motion_normalizer: tuple[np.ndarray, np.ndarray] | None = None,
     # architecture
     family: str = "gru",
     input_dropout: float = 0.0,
@@ -273,13 +314,56 @@ def build_sequence_model(
     mean frame; ``inputs`` adds motion (see module docstring);
     ``frame_units`` adds a per-step Dense projection, ``input_dropout`` drops
     input features; ``pooling`` (``mean``, ``mean+std``, ``mean+max+min+std``…)
-    is how ``pooled`` and ``tcn`` summarise time.
+    is how ``pooled`` and ``tcn`` summarise time. ``stream`` (``appearance``, ``motion``,
+    ``appearance+motion``) says which cached streams the input joins (layout in videoclf.streams):
+    ``num_features`` is the appearance width, ``motion_dim`` the step descriptor's; the motion stream has its
+    own normalisation (``motion_normalizer``) and, like the step channels, bypasses input dropout.
     """
     if family not in FAMILIES:
         raise ValueError(f"Expected family in {FAMILIES}. Received: family={family!r}")
     if inputs not in INPUTS:
         raise ValueError(f"Expected inputs in {INPUTS}. Received: inputs={inputs!r}")
-    features = keras.Input((None, num_features), name="features")
+    joined = keras.Input((None, stream_width(stream, num_features, motion_dim)), name="features")
+    if uses_appearance(stream):
+        features = joined if stream == "appearance" else StreamSlice(0, num_features, name="appearance")(joined)
+        x, mask, extras = _appearance(features, normalizer, temporal_centering, inputs, input_dropout)
+    else:
+        x, mask, extras = None, PaddingMask(name="padding_mask")(joined), []
+    if uses_motion(stream):
+        start = num_features if uses_appearance(stream) else 0
+        extras.append(_motion(joined, start, motion_dim, motion_normalizer, mask))
+    if extras:
+        x = keras.layers.Concatenate(name="with_steps")([x, *extras] if x is not None else extras) \
+            if len(extras) + (x is not None) > 1 else extras[0]
+    if frame_units:
+        x = keras.layers.Dense(frame_units, activation="relu", name="frame_projection")(x)
+        x = ZeroPadding(name="projection_padding")([x, mask])
+    outputs = _family_head(x, mask, family=family, pooling=pooling, gru_units=gru_units, bidirectional=bidirectional,
+                           recurrent_dropout=recurrent_dropout, conv_filters=conv_filters, conv_layers=conv_layers,
+                           kernel_size=kernel_size, attention_units=attention_units, dropout=dropout,
+                           dense_units=dense_units, num_classes=num_classes)
+    model = keras.Model(joined, outputs, name=f"{family}_classifier")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def _motion(joined, start: int, motion_dim: int, normalizer, mask):
+    """The motion stream's step descriptors, normalised on their own, zero where no step exists, plus the flag."""
+    motion = StreamSlice(start, start + motion_dim, name="motion")(joined)
+    flag = StreamSlice(start + motion_dim, start + motion_dim + 1, name="motion_flag")(joined)
+    valid = PaddingMask(name="motion_mask")(flag)
+    if normalizer is not None:
+        mean, variance = normalizer
+        motion = keras.layers.Normalization(mean=mean, variance=variance, name="motion_normalize")(motion)
+    motion = ZeroPadding(name="motion_padding")([motion, valid])
+    # a step that exists but is outside the time mask (e.g. t = 0 under a step mask) stays out of pooling anyway
+    return ZeroPadding(name="motion_time_padding")([keras.layers.Concatenate(name="motion_steps")([motion, flag]),
+                                                     mask])
+
+
+def _appearance(features, normalizer, temporal_centering: bool, inputs: str, input_dropout: float):
+    """The appearance stream as before motion existed: ``(per-step tensor or None, time mask, [step channels])``."""
     mask = PaddingMask(name="padding_mask")(features)
     x = features
     if normalizer is not None:
@@ -298,12 +382,12 @@ def build_sequence_model(
              "deltas": lambda: deltas, "steps": lambda: None}[inputs]()
     if x is not None and input_dropout:  # appearance / delta features only: step channels are never dropped
         x = keras.layers.Dropout(input_dropout, name="input_dropout")(x)
-    if steps is not None:
-        x = steps if x is None else keras.layers.Concatenate(name="with_steps")([x, steps])
-    if frame_units:
-        x = keras.layers.Dense(frame_units, activation="relu", name="frame_projection")(x)
-        x = ZeroPadding(name="projection_padding")([x, mask])
+    return x, mask, [steps] if steps is not None else []
 
+
+def _family_head(x, mask, *, family, pooling, gru_units, bidirectional, recurrent_dropout, conv_filters, conv_layers,
+                 kernel_size, attention_units, dropout, dense_units, num_classes):
+    """The family's temporal model over the per-step tensor, then the classifier."""
     if family == "pooled":
         x = MaskedPooling(_pooling_stats(pooling), name="pooling")([x, mask])
     elif family == "tcn":
@@ -331,8 +415,4 @@ def build_sequence_model(
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     if dense_units:
         x = keras.layers.Dense(dense_units, activation="relu", name="dense")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
-    model = keras.Model(features, outputs, name=f"{family}_classifier")
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    return model
+    return keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)

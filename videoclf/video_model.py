@@ -23,7 +23,8 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, DataType, Schema
 
-from videoclf.config import ExtractorConfig, SamplingConfig
+from videoclf.config import ExtractorConfig, MotionConfig, SamplingConfig
+from videoclf.streams import stream_sequences, uses_appearance, uses_motion
 from videoclf.versions import installed_versions
 from videoclf.video_requests import (
     BYTES_COLUMN,
@@ -60,19 +61,21 @@ class ModelSettings:
     cache_dtype: str
     extractor_weights: dict  # kind and digest of the weights that filled the cache
     training_clips: dict | None = None  # median/max length of the training clips, in frames and seconds
+    stream: str = "appearance"  # which cached streams the sequence model reads (videoclf.streams)
+    motion: MotionConfig = MotionConfig()  # how the motion stream was computed, when the stream reads it
 
     def to_json(self) -> str:
         data = asdict(self)
         data.update(classes=list(self.classes), sampling=self.sampling.model_dump(mode="json"),
-                    extractor=self.extractor.model_dump(mode="json"))
+                    extractor=self.extractor.model_dump(mode="json"), motion=self.motion.model_dump(mode="json"))
         return json.dumps(data, indent=2)
 
     @classmethod
     def from_json(cls, text: str) -> ModelSettings:
-        data = json.loads(text)
+        data = json.loads(text)  # models registered before the motion stream read appearance only
         return cls(tuple(data["classes"]), int(data["seq_length"]), SamplingConfig(**data["sampling"]),
                    ExtractorConfig(**data["extractor"]), data["cache_dtype"], data.get("extractor_weights") or {},
-                   data.get("training_clips"))
+                   data.get("training_clips"), data.get("stream", "appearance"), MotionConfig(**data.get("motion", {})))
 
 
 def model_requirements() -> list[str]:
@@ -82,7 +85,8 @@ def model_requirements() -> list[str]:
     return [f"{name}=={value}" for name, value in versions.items()]
 
 
-def log_video_model(config, weights, sequence_model, classes, seq_length: int, training_clips: dict | None = None):
+def log_video_model(config, weights, sequence_model, classes, seq_length: int, training_clips: dict | None = None,
+                    stream: str = "appearance"):
     """Logs the video-in pyfunc to the active run; returns its ModelInfo.
 
     The extractor's weights are bundled, saved from the exact extractor that
@@ -93,7 +97,7 @@ def log_video_model(config, weights, sequence_model, classes, seq_length: int, t
 
     extractor = build_keras_extractor(config.extractor, config.sampling.image_size, weights)
     settings = ModelSettings(tuple(classes), int(seq_length), config.sampling, config.extractor, config.cache.dtype,
-                             {"kind": weights.kind, "digest": weights.digest}, training_clips)
+                             {"kind": weights.kind, "digest": weights.digest}, training_clips, stream, config.motion)
     with tempfile.TemporaryDirectory(prefix="videoclf-model-") as tmp:
         tmp = Path(tmp)
         sequence_model.save(tmp / "sequence_model.keras")
@@ -149,7 +153,8 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         self.settings = ModelSettings.from_json(Path(context.artifacts["settings"]).read_text())
         self.classes = list(self.settings.classes)
         self.sampling = self.settings.sampling
-        self.frames_model = self._frame_model(context.artifacts)
+        # a motion-only model never runs the frame extractor: it is not even loaded
+        self.frames_model = self._frame_model(context.artifacts) if uses_appearance(self.settings.stream) else None
         self.sequence_model = keras.saving.load_model(context.artifacts["sequence_model"], compile=False)
 
     def _frame_model(self, artifacts: dict):
@@ -174,27 +179,46 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         # Same precision the sequence model was trained on (the cache's dtype).
         return out.astype(self.settings.cache_dtype).astype(np.float32), stored
 
-    def _probabilities(self, features: np.ndarray, stored: np.ndarray) -> np.ndarray:
-        from videoclf.features.sample import derive_sequences
+    @property
+    def _feature_dim(self) -> int:
+        from videoclf.features.backbones import FEATURE_DIMS
 
-        sequences, _ = derive_sequences(features, stored, self.settings.seq_length)
+        return FEATURE_DIMS[self.settings.extractor.name]
+
+    def _motion_describer(self):
+        """The flow recipe the motion stream was cached with, when the model reads it (one per call: not shared
+        between threads)."""
+        from videoclf.features.motion import FlowDescriber
+
+        return FlowDescriber.from_config(self.settings.motion) if uses_motion(self.settings.stream) else None
+
+    def _probabilities(self, clips: "_Clips") -> np.ndarray:
+        sequences = stream_sequences(self.settings.stream, self.settings.seq_length, clips.stored, clips.features,
+                                     clips.motion, clips.motion_valid)
         return self.sequence_model.predict(sequences, verbose=0)
 
     def features(self, paths: list[str]) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
         """Cache-equivalent features ``(N, L, D)`` and real-frame counts of video files; errors by row."""
+        clips, errors = self.streams(paths)
+        return clips.features, clips.stored, errors
+
+    def streams(self, paths: list[str]) -> tuple["_Clips", dict[int, str]]:
+        """Every stream the model reads, cache-equivalent, for video files (errors by row)."""
         rows = [VideoRequest(str(p), path=str(p)) for p in paths]
         with video_files(rows) as files:
-            features, stored, errors, _ = self._decode_and_encode(files, {})
-        return features, stored, errors
+            clips, errors, _ = self._decode_and_encode(files, {})
+        return clips, errors
 
     def _decode_and_encode(self, files: list[str | None], errors: dict[int, str]):
-        """Decodes each file (rows already in ``errors`` are skipped) until the request's deadline, if any."""
+        """Decodes each file (rows already in ``errors`` are skipped) until the request's deadline, if any; the
+        frame model runs only when the sequence model reads appearance."""
         from videoclf.errors import VideoError
         from videoclf.features.decode import decode_sampled
 
         errors = dict(errors)
-        clips: dict[int, np.ndarray] = {}
+        decoded: dict[int, object] = {}
         durations: dict[int, float] = {}  # seconds
+        appearance, describer = uses_appearance(self.settings.stream), self._motion_describer()
         for row, file in enumerate(files):
             if row in errors:
                 continue
@@ -202,17 +226,22 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
                 errors[row] = TIME_LIMIT_ERROR
                 continue
             try:
-                clip = decode_sampled(file, self.sampling.max_seq_length, self.sampling.image_size, self.sampling.crop)
+                clip = decode_sampled(file, self.sampling.max_seq_length, self.sampling.image_size, self.sampling.crop,
+                                      describer, frames=appearance)
             except VideoError as exc:
                 errors[row] = str(exc)
                 continue
-            clips[row], durations[row] = clip.frames, clip.n_frames / clip.fps
-        features = np.zeros((len(files), self.sampling.max_seq_length, self.frames_model.dim), np.float32)
-        stored = np.zeros(len(files), np.int64)
-        if clips:
-            rows = list(clips)
-            features[rows], stored[rows] = self._encode(list(clips.values()))
-        return features, stored, errors, durations
+            decoded[row], durations[row] = clip, clip.n_frames / clip.fps
+        clips = _Clips.empty(len(files), self.sampling.max_seq_length, self._feature_dim,
+                             describer.size if describer else None)
+        rows = list(decoded)
+        for row, clip in decoded.items():
+            clips.stored[row] = clip.count
+            if describer is not None:
+                clips.motion[row, : clip.count], clips.motion_valid[row, : clip.count] = clip.motion, clip.motion_valid
+        if rows and appearance:
+            clips.features[rows], _ = self._encode([decoded[r].frames for r in rows])
+        return clips, errors, durations
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         rows = video_requests(model_input)
@@ -245,13 +274,12 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
 
     def _predict_chunk(self, rows: list[VideoRequest]) -> pd.DataFrame:
         with video_files(rows) as files:
-            features, stored, errors, durations = self._decode_and_encode(
-                files, {i: r.error for i, r in enumerate(rows) if r.error})
+            clips, errors, durations = self._decode_and_encode(files, {i: r.error for i, r in enumerate(rows) if r.error})
         errors = {i: name_sent_bytes(message, rows[i], files[i]) for i, message in errors.items()}
         probabilities = np.full((len(rows), len(self.classes)), np.nan, np.float32)
         good = [i for i in range(len(rows)) if i not in errors]
         if good:
-            probabilities[good] = self._probabilities(features[good], stored[good])
+            probabilities[good] = self._probabilities(clips.rows(good))
         warnings = {i: message for i in good if (message := self.length_warning(durations[i]))}
         return self._table([r.name for r in rows], probabilities, errors, warnings)
 
@@ -276,19 +304,50 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
             with video_files([row]) as (file,):
                 try:
                     spans = decode_windows(file, window, stride, self.sampling.max_seq_length,
-                                           self.sampling.image_size, self.sampling.crop)
+                                           self.sampling.image_size, self.sampling.crop, self._motion_describer())
                 except VideoError as exc:
                     error = name_sent_bytes(str(exc), row, file)
         if error is not None:
             return _whole_video_row(self._table([row.name], np.full((1, len(self.classes)), np.nan, np.float32),
                                                 {0: error}))
-        probabilities = self._probabilities(*self._encode([w.frames for w in spans]))
+        clips = _Clips.empty(len(spans), self.sampling.max_seq_length, self._feature_dim,
+                             spans[0].motion.shape[-1] if spans[0].motion is not None else None)
+        if uses_appearance(self.settings.stream):
+            clips.features[:], clips.stored[:] = self._encode([w.frames for w in spans])
+        else:
+            clips.stored[:] = [len(w.frames) for w in spans]
+        for index, span in enumerate(spans):
+            if span.motion is not None:
+                clips.motion[index, : len(span.motion)], clips.motion_valid[index, : len(span.motion)] = \
+                    span.motion, span.motion_valid
+        probabilities = self._probabilities(clips)
         probabilities = np.concatenate([probabilities, probabilities.mean(axis=0, keepdims=True)])
         table = self._table([row.name] * len(probabilities), probabilities, {})
         table.insert(1, "kind", ["window"] * len(spans) + ["video"])
         table.insert(2, "window_start", [w.start_seconds for w in spans] + [spans[0].start_seconds])
         table.insert(3, "window_end", [w.end_seconds for w in spans] + [spans[-1].end_seconds])
         return table
+
+
+@dataclass
+class _Clips:
+    """Cache-equivalent arrays of a batch of clips: features ``(N, L, D)``, sampled-frame counts, and the motion
+    stream ``(N, L, M)`` with its step flags when the model reads it."""
+
+    features: np.ndarray
+    stored: np.ndarray
+    motion: np.ndarray | None
+    motion_valid: np.ndarray | None
+
+    @classmethod
+    def empty(cls, count: int, length: int, dim: int, motion_dim: int | None) -> "_Clips":
+        return cls(np.zeros((count, length, dim), np.float32), np.zeros(count, np.int64),
+                   None if motion_dim is None else np.zeros((count, length, motion_dim), np.float32),
+                   None if motion_dim is None else np.zeros((count, length), bool))
+
+    def rows(self, rows: list[int]) -> "_Clips":
+        return _Clips(self.features[rows], self.stored[rows], None if self.motion is None else self.motion[rows],
+                      None if self.motion_valid is None else self.motion_valid[rows])
 
 
 def _whole_video_row(table: pd.DataFrame) -> pd.DataFrame:

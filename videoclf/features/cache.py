@@ -14,6 +14,13 @@ own parts, ``.lock.shard-I-of-N`` and ``bad_videos.shard-I-of-N.csv``, so N
 processes or machines fill one cache side by side; readers see the union of
 every file, nothing is copied between them.
 
+The motion stream (``motion.enabled``) is a cache of its own kind beside the
+appearance ones, ``features_cache/motion-<algorithm>-w<width>-L<len>-<hash>/``,
+keyed by what changes the flow descriptors (algorithm, preset, frame width,
+grid, descriptor version, crop, sampling rule, length), with the same files and
+guarantees; its ``features`` are the step descriptors and its ``mask`` says
+which steps exist (a sampled frame with a successor).
+
 Every HDF5 file holds the same datasets, one row per video: ``video`` (path
 relative to the data root), ``size`` and ``mtime_ns`` (to notice a changed
 file), ``n_frames`` (frames that really decoded), ``mask`` (positions holding
@@ -82,6 +89,8 @@ class _Location:
 def cache_slug(key: dict) -> str:
     """Folder name: readable prefix plus a hash of the full key."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    if key.get("stream") == "motion":
+        return f"motion-{key['algorithm']}-w{key['frame_width']}-L{key['max_seq_length']}-{digest}"
     return f"{key['extractor']}-{key['image_size']}px-L{key['max_seq_length']}-{digest}"
 
 

@@ -23,21 +23,35 @@ from videoclf.features.sample import uniform_indices
 
 @dataclass(frozen=True)
 class DecodedClip:
-    """The sampled RGB frames ``(m, S, S, 3)`` uint8, the clip's real frame count and its frame rate."""
+    """The sampled RGB frames ``(m, S, S, 3)`` uint8 (None when only motion was asked for), the clip's real frame
+    count and frame rate, and with a motion recipe the step descriptors ``(m, M)`` and which of them exist (a
+    sampled frame with no successor has none)."""
 
-    frames: np.ndarray
+    frames: np.ndarray | None
     n_frames: int
     fps: float
+    motion: np.ndarray | None = None
+    motion_valid: np.ndarray | None = None
+
+    @property
+    def count(self) -> int:
+        """How many positions were sampled."""
+        return len(self.frames) if self.frames is not None else len(self.motion)
 
 
-def to_model_frame(frame_bgr: np.ndarray, image_size: int, crop: str) -> np.ndarray:
-    """BGR decoder output → RGB square at ``image_size`` (squashed, or centre-cropped)."""
+def cropped(frame_bgr: np.ndarray, crop: str) -> np.ndarray:
+    """The part of a decoded frame the models look at: all of it, or its centred square."""
     if crop == "center":
         height, width = frame_bgr.shape[:2]
         side = min(height, width)
         top, left = (height - side) // 2, (width - side) // 2
-        frame_bgr = frame_bgr[top: top + side, left: left + side]
-    frame = cv2.resize(frame_bgr, (image_size, image_size), interpolation=cv2.INTER_AREA)
+        return frame_bgr[top: top + side, left: left + side]
+    return frame_bgr
+
+
+def to_model_frame(frame_bgr: np.ndarray, image_size: int, crop: str) -> np.ndarray:
+    """BGR decoder output → RGB square at ``image_size`` (squashed, or centre-cropped)."""
+    frame = cv2.resize(cropped(frame_bgr, crop), (image_size, image_size), interpolation=cv2.INTER_AREA)
     return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
 
@@ -80,24 +94,54 @@ def _open(path: Path) -> cv2.VideoCapture:
     return capture
 
 
-def _sampled_pass(path: Path, wanted: np.ndarray, image_size: int, crop: str):
-    """One decode pass: returns the frames at ``wanted`` and how many frames decoded."""
+@dataclass
+class _Pass:
+    """What one decode pass found: frames and motion steps at the wanted indices, and the decoded count."""
+
+    frames: list
+    motion: np.ndarray | None
+    valid: np.ndarray
+    decoded: int
+    seen: np.ndarray  # which wanted indices were reached
+
+    def complete(self) -> bool:
+        return bool(self.seen.all())
+
+
+def _sampled_pass(path: Path, wanted: np.ndarray, image_size: int, crop: str, motion=None,
+                  frames: bool = True) -> _Pass:
+    """One decode pass over every frame (grabbed, not converted); retrieves only the ``wanted`` frames and, with a
+    ``motion`` describer (:class:`videoclf.features.motion.FlowDescriber`), each one's successor, whose flow from
+    the wanted frame is the step descriptor there. Memory is flat: one small grey frame waits for its successor."""
     wanted_set = {int(i): slot for slot, i in enumerate(wanted)}
-    frames: list[np.ndarray | None] = [None] * len(wanted)
+    out = _Pass([None] * len(wanted), np.zeros((len(wanted), motion.size), np.float32) if motion else None,
+                np.zeros(len(wanted), bool), 0, np.zeros(len(wanted), bool))
+    waiting = None  # (slot, grey frame) of a wanted frame whose successor comes next
     capture = _open(path)
     try:
         index = 0
         while capture.grab():
             slot = wanted_set.get(index)
-            if slot is not None:
+            if slot is not None or waiting is not None:
                 ok, frame = capture.retrieve()
                 if not ok or frame is None:
                     break  # undecodable frame: treat as the end of the clip
-                frames[slot] = to_model_frame(frame, image_size, crop)
+                grey = motion.grey(cropped(frame, crop)) if motion is not None else None
+                if waiting is not None:
+                    out.motion[waiting[0]] = motion.describe(waiting[1], grey)
+                    out.valid[waiting[0]] = True
+                    waiting = None
+                if slot is not None:
+                    out.seen[slot] = True
+                    if frames:
+                        out.frames[slot] = to_model_frame(frame, image_size, crop)
+                    if motion is not None:
+                        waiting = (slot, grey)
             index += 1
     finally:
         capture.release()
-    return frames, index
+    out.decoded = index
+    return out
 
 
 def _metadata(path: Path, default_fps: float = 25.0) -> tuple[int, float]:
@@ -110,24 +154,34 @@ def _metadata(path: Path, default_fps: float = 25.0) -> tuple[int, float]:
     return count, fps if fps > 0 else default_fps
 
 
-def decode_sampled(path: str | Path, length: int, image_size: int, crop: str = "none") -> DecodedClip:
-    """Decodes the ``length`` uniformly sampled frames of ``path`` (all, if the clip is shorter).
+def _two_passes(path: Path, plan, image_size: int, crop: str, motion, frames: bool):
+    """Decodes what ``plan(n_frames, fps)`` asks for, ``(wanted, anything)``; ``n_frames`` is the container's count,
+    and when that was wrong (or absent) the file is decoded again with the count that really decoded."""
+    guess, fps = _metadata(path)
+    planned = plan(guess, fps) if guess > 0 else (np.arange(0), None)
+    found = _sampled_pass(path, planned[0], image_size, crop, motion, frames)
+    if found.decoded == 0:
+        raise VideoError(f"{shown(path)}: no frame could be decoded (truncated or corrupt)")
+    if found.decoded != guess:
+        decoded = found.decoded
+        planned = plan(decoded, fps)
+        found = _sampled_pass(path, planned[0], image_size, crop, motion, frames)
+        if found.decoded != decoded or not found.complete():
+            raise VideoError(f"{shown(path)}: decoding is not repeatable ({decoded} then {found.decoded} frames)")
+    return found, planned, fps
+
+
+def decode_sampled(path: str | Path, length: int, image_size: int, crop: str = "none", motion=None,
+                   frames: bool = True) -> DecodedClip:
+    """Decodes the ``length`` uniformly sampled frames of ``path`` (all, if the clip is shorter), and with a
+    ``motion`` describer their step descriptors; ``frames=False`` skips the pictures (motion only).
 
     Raises VideoError (with the reason) for missing, empty, unreadable or frameless files.
     """
     path = Path(path)
-    guess, fps = _metadata(path)
-    wanted = uniform_indices(guess, length) if guess > 0 else np.arange(0)
-    frames, decoded = _sampled_pass(path, wanted, image_size, crop)
-    if decoded == 0:
-        raise VideoError(f"{shown(path)}: no frame could be decoded (truncated or corrupt)")
-    if decoded != guess:
-        # Metadata was wrong (or absent): sample again with the count that decoded.
-        wanted = uniform_indices(decoded, length)
-        frames, second = _sampled_pass(path, wanted, image_size, crop)
-        if second != decoded or any(f is None for f in frames):
-            raise VideoError(f"{shown(path)}: decoding is not repeatable ({decoded} then {second} frames)")
-    return DecodedClip(np.stack(frames), decoded, fps)
+    found, _, fps = _two_passes(path, lambda n, _: (uniform_indices(n, length), None), image_size, crop, motion, frames)
+    return DecodedClip(np.stack(found.frames) if frames else None, found.decoded, fps, found.motion,
+                       found.valid if motion is not None else None)
 
 
 @dataclass(frozen=True)
@@ -138,6 +192,8 @@ class ClipWindow:
     end_frame: int  # exclusive
     fps: float
     frames: np.ndarray
+    motion: np.ndarray | None = None
+    motion_valid: np.ndarray | None = None
 
     @property
     def start_seconds(self) -> float:
@@ -165,7 +221,7 @@ def window_spans(n_frames: int, window: int, stride: int) -> list[tuple[int, int
 
 
 def decode_windows(path: str | Path, window_seconds: float, stride_seconds: float, length: int, image_size: int,
-                   crop: str = "none") -> list[ClipWindow]:
+                   crop: str = "none", motion=None) -> list[ClipWindow]:
     """Decodes each time window of ``path`` as a clip of its own (``length`` frames sampled uniformly inside it).
 
     One pass over the file whatever the number of windows (a second one only when the container's frame
@@ -175,23 +231,19 @@ def decode_windows(path: str | Path, window_seconds: float, stride_seconds: floa
     if window_seconds <= 0 or stride_seconds <= 0:
         raise VideoError(f"{shown(path)}: expected window and stride > 0 seconds. Received: {window_seconds}, "
                          f"{stride_seconds}")
-    guess, fps = _metadata(path)
-    window, stride = max(1, round(window_seconds * fps)), max(1, round(stride_seconds * fps))
 
-    def plan(n_frames: int):
+    def plan(n_frames: int, fps: float):
+        window, stride = max(1, round(window_seconds * fps)), max(1, round(stride_seconds * fps))
         spans = window_spans(n_frames, window, stride)
         picks = [start + uniform_indices(end - start, length) for start, end in spans]
-        return spans, picks, np.unique(np.concatenate(picks))
+        return np.unique(np.concatenate(picks)), (spans, picks)
 
-    spans, picks, wanted = plan(guess) if guess > 0 else ([], [], np.arange(0))
-    frames, decoded = _sampled_pass(path, wanted, image_size, crop)
-    if decoded == 0:
-        raise VideoError(f"{shown(path)}: no frame could be decoded (truncated or corrupt)")
-    if decoded != guess:  # metadata was wrong (or absent): plan again with the count that decoded
-        spans, picks, wanted = plan(decoded)
-        frames, second = _sampled_pass(path, wanted, image_size, crop)
-        if second != decoded or any(f is None for f in frames):
-            raise VideoError(f"{shown(path)}: decoding is not repeatable ({decoded} then {second} frames)")
-    by_index = dict(zip(wanted.tolist(), frames))
-    return [ClipWindow(start, end, fps, np.stack([by_index[i] for i in pick.tolist()]))
-            for (start, end), pick in zip(spans, picks)]
+    found, (wanted, (spans, picks)), fps = _two_passes(path, plan, image_size, crop, motion, True)
+    slot = {int(index): position for position, index in enumerate(wanted)}
+    out = []
+    for (start, end), pick in zip(spans, picks):
+        rows = [slot[i] for i in pick.tolist()]
+        out.append(ClipWindow(start, end, fps, np.stack([found.frames[r] for r in rows]),
+                              None if motion is None else found.motion[rows],
+                              None if motion is None else found.valid[rows]))
+    return out

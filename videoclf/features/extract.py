@@ -9,6 +9,7 @@ keeps what it finished. The model is built only if something is missing.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import itertools
@@ -21,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from videoclf.config import Config
@@ -31,8 +33,11 @@ from videoclf.features.decode import DecodedClip, decode_sampled
 from videoclf.features.encode import ClipEncoder, EncodedClip
 from videoclf.features.backbones import FEATURE_DIMS, WeightsSource
 from videoclf.features.runtime import build_frame_model, choose_runtime, gpu_present, runtime_cache_dir
+from videoclf.features.motion import DESCRIPTOR_VERSION, FlowDescriber, descriptor_size
 from videoclf.features.sample import SAMPLING_RULE
 
+MOTION_DTYPE = "float32"  # 36 numbers a step: small, and flow rates of 1e-3 frame widths need the digits
+MOTION_COMMIT = 32  # motion rows committed together (motion alone runs no model batches)
 DECODE_LOOKAHEAD = 8  # videos decoded before the model needs them; bounds memory
 GPU_DECODE_THREADS = max(1, min(4, (os.cpu_count() or 1) - 1))  # decoding beside a model on the GPU
 
@@ -49,6 +54,7 @@ class ExtractReport:
     seconds: float = 0.0
     model_build_seconds: float = 0.0
     bad: dict[str, str] = field(default_factory=dict)
+    motion_extracted: int = 0
 
     @property
     def frames_per_second(self) -> float:
@@ -78,16 +84,46 @@ def open_cache(config: Config, weights: WeightsSource, shard: tuple[int, int] | 
                         config.cache.dtype, shard)
 
 
+def motion_cache_key(config: Config) -> dict:
+    """Everything that changes the motion stream, and nothing else (no extractor: turning motion on for an
+    existing appearance cache runs no CNN, and changing the CNN keeps the motion stream)."""
+    motion = config.motion
+    return {"stream": "motion", "algorithm": motion.algorithm,
+            **({"preset": motion.preset} if motion.algorithm == "dis" else {}),
+            "frame_width": motion.frame_width, "grid": motion.grid, "descriptor_version": DESCRIPTOR_VERSION,
+            "crop": config.sampling.crop, "sampling_rule": SAMPLING_RULE,
+            "max_seq_length": config.sampling.max_seq_length, "dtype": MOTION_DTYPE}
+
+
+def open_motion_cache(config: Config, shard: tuple[int, int] | None = None) -> FeatureCache | None:
+    """The motion stream's cache, or None when ``motion.enabled`` is off."""
+    if not config.motion.enabled:
+        return None
+    return FeatureCache(config.cache.dir, motion_cache_key(config), descriptor_size(config.motion.grid),
+                        MOTION_DTYPE, shard)
+
+
 def in_shard(key: str, shard: tuple[int, int]) -> bool:
     """Deterministic shard membership by a hash of the video key (stable as CSVs grow)."""
     index, count = shard
     return int(hashlib.sha1(key.encode()).hexdigest()[:12], 16) % count == index
 
 
-def _decode(video: VideoRef, config: Config) -> DecodedClip | VideoError:
+@dataclass(frozen=True)
+class _Job:
+    """One video to decode, and which streams it still needs."""
+
+    video: VideoRef
+    frames: bool
+    motion: bool
+
+
+def _decode(job: _Job, config: Config) -> DecodedClip | VideoError:
+    video = job.video
     try:
         return decode_sampled(video.path, config.sampling.max_seq_length, config.sampling.image_size,
-                              config.sampling.crop)
+                              config.sampling.crop, FlowDescriber.from_config(config.motion) if job.motion else None,
+                              frames=job.frames)
     except VideoError as exc:
         return exc
     except Exception as exc:  # noqa: BLE001 - a decoder crash on one file must not stop the run
@@ -140,26 +176,34 @@ def _write_bad_report(cache: FeatureCache, requested: list[VideoRef], bad: dict[
 
 def extract_videos(config: Config, videos: list[VideoRef], weights: WeightsSource, progress: bool = True,
                    shard: tuple[int, int] | None = None) -> ExtractReport:
-    """Extracts every video of ``videos`` (of ``shard`` I/N, if given) not yet cached.
+    """Extracts every video of ``videos`` (of ``shard`` I/N, if given) not yet cached, in every enabled stream.
 
-    Bad videos are listed in ``bad_videos.csv`` and skipped; raises DataError
+    A video whose appearance features are cached but whose motion stream is not is decoded for motion only:
+    the CNN never runs for it. Bad videos are listed in ``bad_videos.csv`` and skipped; raises DataError
     only when no video is usable or more than ``cache.max_bad_fraction`` are bad.
     """
     if shard:
         videos = [v for v in videos if in_shard(v.key, shard)]
     cache = open_cache(config, weights, shard)
+    motion_cache = open_motion_cache(config, shard)
+    caches = [c for c in (cache, motion_cache) if c is not None]
     report = ExtractReport(cache.path, len(videos), cache.report)
-    with cache.locked("waiting for another extract process to finish"):
-        cache.clear_stale_temporaries()
-        todo = cache.missing(videos)
+    with contextlib.ExitStack() as held:
+        for each in caches:
+            held.enter_context(each.locked("waiting for another extract process to finish"))
+            each.clear_stale_temporaries()
+        todo = {v.key for v in cache.missing(videos)}
+        motion_todo = {v.key for v in motion_cache.missing(videos)} if motion_cache else set()
+        jobs = [_Job(v, v.key in todo, v.key in motion_todo) for v in videos if v.key in todo | motion_todo]
         try:
-            if todo:
+            if jobs:
                 _check_space(cache, len(todo))
-                _run(config, weights, cache, todo, report, progress)
-            cache.compact()  # also merges parts an earlier run left when its merge failed
-            _write_bad_report(cache, videos, report.bad)
+                _run(config, weights, cache, motion_cache, jobs, report, progress)
+            for each in caches:
+                each.compact()  # also merges parts an earlier run left when its merge failed
+                _write_bad_report(each, videos, report.bad)
         except CacheWriteError as exc:
-            left = len(todo) - report.extracted - len(report.bad)
+            left = len(jobs) - report.extracted - len(report.bad)
             raise CacheError(f"{exc} Extracted and kept: {report.extracted} videos; left to extract: {left}; the "
                              f"rest of the work needs about {_megabytes(_space_needed(cache, left))} MB (parts, "
                              f"then their merge into {cache.consolidated.name}); "
@@ -202,32 +246,61 @@ def extract_split(config: Config, split: str, weights: WeightsSource, progress: 
     return extract_videos(config, split_videos(config, split)[0], weights, progress=progress)
 
 
-def _run(config, weights, cache, todo, report, progress) -> None:
+class _MotionCommitter:
+    """Commits motion rows to their cache in small batches (no model: they are final once decoded)."""
+
+    def __init__(self, cache: FeatureCache | None, report: ExtractReport):
+        self.cache, self.report, self.waiting = cache, report, []
+
+    def add(self, video: VideoRef, clip: DecodedClip) -> None:
+        length = self.cache.max_length
+        steps = np.zeros((length, self.cache.dim), np.float32)
+        valid = np.zeros(length, bool)
+        steps[: len(clip.motion)], valid[: len(clip.motion)] = clip.motion, clip.motion_valid
+        self.waiting.append(Entry(video, steps, clip.n_frames, valid))
+        if len(self.waiting) >= MOTION_COMMIT:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.waiting:
+            self.cache.commit(self.waiting)
+            self.report.motion_extracted += len(self.waiting)
+            self.waiting = []
+
+
+def _run(config, weights, cache, motion_cache, jobs: list[_Job], report, progress) -> None:
     """Decode → model → commit. Where the model runs on the CPU, decoding and the model take turns, each on
     all cores (a chunk of ``DECODE_LOOKAHEAD`` videos decoded in parallel, then their frames through the
     model): side by side, the decode thread would take a core from the model's threads, which then wait on
     each other (in turns: 92–98% of what the 2 cores allow, extract_speed.py). Beside a model on a GPU,
-    decoding runs ahead in a few threads instead."""
+    decoding runs ahead in a few threads instead. Motion steps are computed while decoding (in the same
+    threads) and committed as they come; a job that needs no frames never reaches the model."""
     started = time.perf_counter()
-    bar = tqdm(total=len(todo), unit="video", desc=f"extract {config.extractor.name}", disable=not progress,
+    bar = tqdm(total=len(jobs), unit="video", desc=f"extract {_streams_label(jobs, config)}", disable=not progress,
                dynamic_ncols=True, mininterval=0.2 if sys.stderr.isatty() else 10.0)
     beside_gpu = choose_runtime(config.extractor.runtime, config.extractor.precision) == "tensorflow" and gpu_present()
     threads = GPU_DECODE_THREADS if beside_gpu else os.cpu_count() or 1
+    motion = _MotionCommitter(motion_cache, report)
     try:
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decode") as pool:
-            videos, queue, committer = iter(todo), deque(), None
+            pending, queue, committer = iter(jobs), deque(), None
             while True:
                 if beside_gpu or not queue:  # keep decoding ahead; or decode the next chunk, the model waiting
-                    for video in itertools.islice(videos, DECODE_LOOKAHEAD - len(queue)):
-                        queue.append((video, pool.submit(_decode, video, config)))
+                    for job in itertools.islice(pending, DECODE_LOOKAHEAD - len(queue)):
+                        queue.append((job, pool.submit(_decode, job, config)))
                     if not beside_gpu and committer is not None:  # (the first chunk decodes while it is built)
                         wait([future for _, future in queue])
                 if not queue:
                     break
-                video, future = queue.popleft()
+                job, future = queue.popleft()
                 result = future.result()
                 if isinstance(result, VideoError):
-                    report.bad[video.key] = str(result)
+                    report.bad[job.video.key] = str(result)
+                    bar.update(1)
+                    continue
+                if job.motion:
+                    motion.add(job.video, result)
+                if not job.frames:
                     bar.update(1)
                     continue
                 if committer is None:
@@ -237,11 +310,18 @@ def _run(config, weights, cache, todo, report, progress) -> None:
                     model = build_frame_model(config.extractor, config.sampling, weights, runtime_cache_dir())
                     report.model_build_seconds = time.perf_counter() - built
                     committer = _Committer(model, cache, report, bar)
-                committer.add(video, result)
+                committer.add(job.video, result)
                 elapsed = time.perf_counter() - started
                 bar.set_postfix(frames_s=f"{report.frames / elapsed:.1f}" if elapsed else "-", refresh=False)
             if committer is not None:
                 committer.flush()
+            motion.flush()
     finally:
         bar.close()
         report.seconds = time.perf_counter() - started
+
+
+def _streams_label(jobs: list[_Job], config: Config) -> str:
+    """What the bar extracts: the CNN's name, ``+ motion``, or ``motion`` alone."""
+    frames, motion = any(j.frames for j in jobs), any(j.motion for j in jobs)
+    return " + ".join(([config.extractor.name] if frames else []) + (["motion"] if motion else []))

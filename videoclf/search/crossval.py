@@ -34,10 +34,17 @@ class CrossValidation:
         """What the trial reports to KerasTuner's oracle (the objective first)."""
         out = {self.objective: self.score, "best_epoch": float(self.best_epoch),
                "score_std": float(np.std(self.fold_scores))}
+        if len(self.fold_scores) > 1:
+            out["score_se"] = standard_error(self.fold_scores)
         for name in ("val_accuracy", "val_loss"):
             if name in self.curves and name != self.objective:
                 out[name] = self.curves[name][self.best_epoch]
         return out
+
+
+def standard_error(scores: list[float]) -> float:
+    """Standard error of a mean score over folds (sample std / sqrt(k)); 0 for a single score."""
+    return float(np.std(scores, ddof=1) / np.sqrt(len(scores))) if len(scores) > 1 else 0.0
 
 
 def _mean_curves(histories: list[dict[str, list[float]]]) -> dict[str, np.ndarray]:

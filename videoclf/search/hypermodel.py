@@ -13,6 +13,7 @@ import keras_tuner as kt
 from videoclf.config import FloatRange, SearchSpace
 from videoclf.dataset import SplitData
 from videoclf.model import build_sequence_model
+from videoclf.streams import uses_appearance
 
 
 def _number(hp: kt.HyperParameters, name: str, spec: FloatRange | list[float]) -> float:
@@ -24,12 +25,15 @@ def _number(hp: kt.HyperParameters, name: str, spec: FloatRange | list[float]) -
 class SequenceHyperModel(kt.HyperModel):
     """Search space from the experiment YAML around :func:`build_sequence_model`."""
 
-    def __init__(self, space: SearchSpace, num_features: int, num_classes: int, normalizer):
+    def __init__(self, space: SearchSpace, num_features: int, num_classes: int, normalizer, motion_dim: int = 0,
+                 motion_normalizer=None):
         super().__init__(name="sequence_classifier")
         self.space = space
         self.num_features = num_features
         self.num_classes = num_classes
         self.normalizer = normalizer
+        self.motion_dim = motion_dim
+        self.motion_normalizer = motion_normalizer
 
     def _gru(self, hp: kt.HyperParameters) -> dict:
         space = self.space
@@ -66,6 +70,19 @@ class SequenceHyperModel(kt.HyperModel):
                                                                            space.attention_units)}),
         }
 
+    def _appearance_arguments(self, hp: kt.HyperParameters, stream: str) -> dict:
+        """How the appearance stream is shaped, declared only for the streams that read it."""
+        space = self.space
+        reading = [s for s in space.streams if uses_appearance(s)]
+        if not reading:
+            return {}
+        with hp.conditional_scope("streams", reading):
+            if stream not in reading:
+                return {}
+            return dict(inputs=hp.Choice("inputs", space.inputs),
+                        temporal_centering=hp.Choice("temporal_centering", space.temporal_centering),
+                        input_dropout=_number(hp, "input_dropout", space.input_dropout))
+
     def declare(self, hp: kt.HyperParameters) -> dict:
         """Reads every hyperparameter once; returns the factory's keyword arguments."""
         space = self.space
@@ -73,17 +90,19 @@ class SequenceHyperModel(kt.HyperModel):
         arguments = self._family_arguments(hp, family)
         hp.Choice("seq_length", space.seq_length)
         hp.Choice("batch_size", space.batch_size)
+        stream = hp.Choice("streams", space.streams)
         normalize = hp.Choice("normalize", space.normalize)
         return dict(
             family=family,
-            inputs=hp.Choice("inputs", space.inputs),
-            temporal_centering=hp.Choice("temporal_centering", space.temporal_centering),
-            input_dropout=_number(hp, "input_dropout", space.input_dropout),
+            stream=stream,
+            **self._appearance_arguments(hp, stream),
             frame_units=hp.Choice("frame_units", space.frame_units),
             dropout=_number(hp, "dropout", space.dropout),
             dense_units=hp.Choice("dense_units", space.dense_units),
             learning_rate=_number(hp, "learning_rate", space.learning_rate),
             normalizer=self.normalizer if normalize else None,
+            motion_dim=self.motion_dim,
+            motion_normalizer=self.motion_normalizer if normalize else None,
             **arguments,
         )
 
@@ -93,7 +112,12 @@ class SequenceHyperModel(kt.HyperModel):
 
     def fit(self, hp: kt.HyperParameters, model, train: SplitData, validation: SplitData | None = None, **kwargs):
         """Trains on ``train`` at the trial's sequence length (validating on ``validation`` when given)."""
-        length, batch_size = hp.get("seq_length"), hp.get("batch_size")
-        validation_data = (validation.sequences(length), validation.labels) if validation is not None else None
-        return model.fit(train.sequences(length), train.labels, batch_size=batch_size,
+        length, batch_size, stream = hp.get("seq_length"), hp.get("batch_size"), trial_stream(hp)
+        validation_data = (validation.inputs(length, stream), validation.labels) if validation is not None else None
+        return model.fit(train.inputs(length, stream), train.labels, batch_size=batch_size,
                          validation_data=validation_data, **kwargs)
+
+
+def trial_stream(hp: kt.HyperParameters) -> str:
+    """The stream a trial reads (trials of searches from before streams existed read appearance)."""
+    return hp.values.get("streams", "appearance")

@@ -28,15 +28,16 @@ from videoclf.errors import DataError, VideoclfError
 from videoclf.evaluation import Evaluation, evaluate_probabilities, format_report, write_report_files
 from videoclf.features.extract import extract_split
 from videoclf.features.backbones import FEATURE_DIMS, WeightsSource, resolve_weights
-from videoclf.model import feature_statistics
+from videoclf.features.motion import descriptor_size
+from videoclf.model import feature_statistics, motion_statistics, seed_ensemble
 from videoclf.registry import Registration, register, sequence_signature
 from videoclf.video_model import model_requirements
-from videoclf.search.hypermodel import SequenceHyperModel
+from videoclf.search.hypermodel import SequenceHyperModel, trial_stream
 from videoclf.search.tuner import best_epoch_of, make_tuner
 from videoclf.tracking import SearchTracker
 
 
-SUMMARY_COLUMNS = ("trial", "status", "score", "family", "inputs", "temporal_centering", "seq_length", "learning_rate")
+SUMMARY_COLUMNS = ("trial", "status", "score", "score_se", "family", "streams", "inputs", "temporal_centering", "seq_length", "learning_rate")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class PreparedData:
     folds: list[Fold]
     selection_digest: str
     normalizer: tuple[np.ndarray, np.ndarray]
+    motion_normalizer: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def protocol(self) -> str:
@@ -57,19 +59,23 @@ class PreparedData:
 
 @dataclass(frozen=True)
 class FinalModels:
-    """The winner refitted on all training videos with each of ``tuning.final_seeds`` seeds."""
+    """The winner refitted on all training videos with each of ``tuning.final_seeds`` seeds, and the model that
+    is registered: their mean probabilities (a deep ensemble: less variance between seeds, better calibrated)."""
 
-    models: list  # the first is the one registered
-    evaluations: list[Evaluation]
+    models: list  # one per seed
+    evaluations: list[Evaluation]  # each seed's, on test
+    ensemble: object  # the registered model (the only seed's model when there is one)
+    ensemble_evaluation: Evaluation
 
     @property
     def registered(self) -> Evaluation:
-        return self.evaluations[0]
+        return self.ensemble_evaluation
 
     def seed_metrics(self) -> dict[str, float]:
         accuracies = [e.accuracy for e in self.evaluations]
         return {"test_accuracy_seed_mean": float(np.mean(accuracies)),
-                "test_accuracy_seed_std": float(np.std(accuracies)), "final_seeds": len(accuracies)}
+                "test_accuracy_seed_std": float(np.std(accuracies)), "final_seeds": len(accuracies),
+                **{f"test_accuracy_seed_{i}": a for i, a in enumerate(accuracies)}}
 
 
 @dataclass
@@ -128,7 +134,8 @@ def prepare(config: Config, weights: WeightsSource, progress: bool) -> PreparedD
     folds = make_folds(train, n_folds, training.validation_fraction, training.seed)
     data = PreparedData(train, test, vocabulary, folds,
                         selection_digest(train, n_folds, training.validation_fraction, training.seed),
-                        feature_statistics(train.features, train.cached_frames))
+                        feature_statistics(train.features, train.cached_frames),
+                        motion_statistics(train.motion, train.motion_valid) if train.motion is not None else None)
     validation = sum(len(f.validation) for f in folds)
     print(f"data: {len(train)} train videos ({data.protocol}: {validation} validation predictions a trial, "
           f"grouped) / {len(test)} test videos, {len(vocabulary.classes)} classes", flush=True)
@@ -169,7 +176,8 @@ def _trials_table(oracle) -> pd.DataFrame:
     rows = []
     for trial in oracle.trials.values():
         row = {"trial": trial.trial_id, "status": str(trial.status),
-               "score": np.nan if trial.score is None else round(trial.score, 4)}
+               "score": np.nan if trial.score is None else round(trial.score, 4),
+               "score_se": round(score_error(trial), 4) if trial.score is not None else np.nan}
         row.update(trial.hyperparameters.values)
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -183,27 +191,33 @@ def refit_winner(config: Config, hypermodel: SequenceHyperModel, best, data: Pre
 
     epochs = (best_epoch_of(best) or 0) + 1
     hp = best.hyperparameters
-    length = hp.get("seq_length")
+    test_inputs = data.test.inputs(hp.get("seq_length"), trial_stream(hp))
     models, evaluations = [], []
     for seed in range(config.tuning.final_seeds):
         keras.utils.set_random_seed(config.training.seed + seed)
         model = hypermodel.build(hp)
         hypermodel.fit(hp, model, data.train, epochs=epochs, verbose=0)
-        probabilities = model.predict(data.test.sequences(length), verbose=0)
+        probabilities = model.predict(test_inputs, verbose=0)
         models.append(model)
         evaluations.append(evaluate_probabilities(probabilities, data.test.labels, data.vocabulary.classes))
-    return FinalModels(models, evaluations)
+    ensemble = seed_ensemble(models)
+    together = evaluate_probabilities(ensemble.predict(test_inputs, verbose=0), data.test.labels,
+                                      data.vocabulary.classes)
+    return FinalModels(models, evaluations, ensemble, together)
 
 
 def comparison_table(best_score: float, final: FinalModels, baselines: list[BaselineResult],
-                     protocol: str) -> pd.DataFrame:
-    """Champion and baselines side by side: selection score, test accuracy and its 95% interval."""
-    rows = [{"model": "champion (search winner)", "selection": best_score, "test": final.registered.accuracy,
-             "test_ci": final.registered.interval}]
-    rows += [{"model": b.description, "selection": b.validation, "test": b.test.accuracy, "test_ci": b.test.interval}
-             for b in baselines]
+                     protocol: str, best_se: float = 0.0) -> pd.DataFrame:
+    """Champion and baselines side by side: selection score ± its standard error over folds, test accuracy and
+    its 95% interval."""
+    seeds = f" (mean of {len(final.models)} seeds)" if len(final.models) > 1 else ""
+    rows = [{"model": f"champion (search winner){seeds}", "selection": best_score, "se": best_se,
+             "test": final.registered.accuracy, "test_ci": final.registered.interval}]
+    rows += [{"model": b.description, "selection": b.validation, "se": b.validation_se, "test": b.test.accuracy,
+              "test_ci": b.test.interval} for b in baselines]
     table = pd.DataFrame(rows)
-    table[f"selection ({protocol})"] = table.pop("selection").map("{:.3f}".format)
+    table[f"selection ({protocol})"] = [f"{v:.3f} ± {se:.3f}" if se else f"{v:.3f}"
+                                        for v, se in zip(table.pop("selection"), table.pop("se"))]
     table["test accuracy [95% CI]"] = [f"{t:.3f} [{lo:.3f}, {hi:.3f}]" for t, (lo, hi) in
                                        zip(table.pop("test"), table.pop("test_ci"))]
     return table
@@ -219,20 +233,30 @@ def summary_columns(trials: pd.DataFrame) -> pd.DataFrame:
     return trials[[c for c in SUMMARY_COLUMNS if c in trials.columns]]
 
 
-def verdict(best_score: float, final: FinalModels, baselines: list[BaselineResult]) -> str:
-    """One plain sentence: champion vs the best baseline on validation and on test."""
+def score_error(trial) -> float:
+    """A finished trial's standard error over folds (0 for a holdout split, or a trial from before it existed)."""
+    return float(trial.metrics.get_last_value("score_se")) if trial.metrics.exists("score_se") else 0.0
+
+
+def verdict(best_score: float, final: FinalModels, baselines: list[BaselineResult], best_se: float = 0.0) -> str:
+    """One plain sentence: champion vs the best baseline on validation and on test, and whether validation can
+    tell them apart at all (their difference against the champion's standard error over folds)."""
     top = best_baseline(baselines)
     if top is None:
         return "no baselines configured (tuning.baselines)"
     test_gap = final.registered.accuracy - top.test.accuracy
+    scores = (f"validation {best_score:.3f} ± {best_se:.3f} vs {top.validation:.3f} ± {top.validation_se:.3f}, "
+              f"test {final.registered.accuracy:.3f} vs {top.test.accuracy:.3f} ({test_gap:+.3f})")
+    if best_se > 0 and abs(best_score - top.validation) <= best_se:
+        return (f"champion indistinguishable from the {top.description} on validation: the difference "
+                f"({best_score - top.validation:+.3f}) is within the champion's standard error over folds; "
+                f"{scores}. The test split is scored once and does not choose between them.")
     if best_score > top.validation:
-        return (f"champion vs best baseline ({top.description}): validation {best_score:.3f} vs "
-                f"{top.validation:.3f}, test {final.registered.accuracy:.3f} vs {top.test.accuracy:.3f} "
-                f"({test_gap:+.3f})")
+        return f"champion vs best baseline ({top.description}): {scores}"
     return (f"WARNING: no trial beat the best baseline on validation: {top.description} scored "
             f"{top.validation:.3f}, the best trial {best_score:.3f} (test {top.test.accuracy:.3f} vs "
-            f"{final.registered.accuracy:.3f}). Widen the search space (search.family, search.inputs) or "
-            f"use the baseline.")
+            f"{final.registered.accuracy:.3f}). Widen the search space (search.family, search.inputs, "
+            f"search.streams) or use the baseline.")
 
 
 # -- 4. publish -------------------------------------------------------------
@@ -256,9 +280,11 @@ def _log_report(tracker: SearchTracker, config: Config, name: str, best, data: P
                 summary: str) -> None:
     metrics = {**final.registered.metrics(), **final.seed_metrics(),
                f"best_{config.tuning.objective}": best.score, "selection_score": best.score,
+               "selection_score_se": score_error(best),
                "trials_completed": int((trials.status == "COMPLETED").sum())}
     for b in baselines:
-        metrics.update({f"baseline_{b.name}_selection": b.validation, f"baseline_{b.name}_test_accuracy": b.test.accuracy,
+        metrics.update({f"baseline_{b.name}_selection": b.validation, f"baseline_{b.name}_selection_se": b.validation_se,
+                        f"baseline_{b.name}_test_accuracy": b.test.accuracy,
                         f"baseline_{b.name}_test_ci_low": b.test.interval[0],
                         f"baseline_{b.name}_test_ci_high": b.test.interval[1]})
     top = best_baseline(baselines)
@@ -319,7 +345,7 @@ def publish(config: Config, tracker: SearchTracker, model, best, data: PreparedD
             model, name="sequence_model", pip_requirements=model_requirements(),
             signature=sequence_signature(model.input_shape[-1], len(data.vocabulary.classes)))
         info = log_video_model(config, weights, model, data.vocabulary.classes, int(length),
-                               training_clips(config, data.train))
+                               training_clips(config, data.train), trial_stream(best.hyperparameters))
     return register(info.model_uri, name=config.tracking.registered_model_name, alias=config.tracking.champion_alias,
                     selection_score=best.score, selection_digest=data.selection_digest,
                     higher_is_better=not config.tuning.objective.endswith("loss"),
@@ -347,7 +373,9 @@ def run_search(config: Config, name: str = "search", track: bool = True, registe
     weights = resolve_weights(config.extractor)  # fails before any work when weights are missing
     data = prepare(config, weights, progress)
     hypermodel = SequenceHyperModel(config.search, FEATURE_DIMS[config.extractor.name],
-                                    len(data.vocabulary.classes), data.normalizer)
+                                    len(data.vocabulary.classes), data.normalizer,
+                                    descriptor_size(config.motion.grid) if config.motion.enabled else 0,
+                                    data.motion_normalizer)
     search_id = search_id_for(config, name)
     role = distributed_role()
     worker = bool(role) and role != "chief"
@@ -394,20 +422,22 @@ def _finish(config: Config, tuner, hypermodel, tracker, data: PreparedData, weig
     final = refit_winner(config, hypermodel, best, data)
     baselines = run_baselines(config.tuning.baselines, data.folds, data.train, data.test, data.vocabulary.classes,
                               config.sampling.max_seq_length, config.training.seed)
-    summary = verdict(best.score, final, baselines)
-    comparison = comparison_table(best.score, final, baselines, data.protocol)
+    summary = verdict(best.score, final, baselines, score_error(best))
+    comparison = comparison_table(best.score, final, baselines, data.protocol, score_error(best))
     print("\n" + comparison.to_string(index=False))
     print(summary)
     seeds = final.seed_metrics()
     each = ", ".join(f"{e.accuracy:.3f}" for e in final.evaluations)
-    print(f"test split (registered model, seed 0; over {int(seeds['final_seeds'])} seeds: "
-          f"{seeds['test_accuracy_seed_mean']:.3f} ± {seeds['test_accuracy_seed_std']:.3f}, each {each}):\n"
+    registered = (f"the mean of {int(seeds['final_seeds'])} seeds' probabilities; each seed alone: "
+                  f"{seeds['test_accuracy_seed_mean']:.3f} ± {seeds['test_accuracy_seed_std']:.3f}, each {each}"
+                  if len(final.models) > 1 else "one seed")
+    print(f"test split (registered model: {registered}):\n"
           + format_report(final.registered))
     registration = None
     if tracker:
         _log_report(tracker, config, name, best, data, final, baselines, trials, comparison, summary)
         if register_model:
-            registration = publish(config, tracker, final.models[0], best, data, final, weights)
+            registration = publish(config, tracker, final.ensemble, best, data, final, weights)
             # the UI shows the model on the parent run; the winning trial points at it too
             tracker.tag_trial(best.trial_id, "registered_model_version", f"{registration.name}/{registration.version}")
         tracker.set_tags({"mlflow.note.content": leaderboard_markdown(
