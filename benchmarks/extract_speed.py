@@ -20,6 +20,11 @@ video, on a UCF101-shaped corpus (320x240 XVID, ../shared/bench/make_speed_corpu
   kept from an earlier run) vs the seed notebook's loop
   (../shared/bench/seed_extract.py, InceptionV3 only);
 - the demo config's main-job extraction (375 MJPG videos) on each of the three;
+- the motion stream's cost (``--motion-only`` runs just these): decoding with
+  and without the optical flow at each sampled frame (CPU a frame), Lite0
+  extraction in-process (LiteRT fp32) with and without it, the motion stream
+  added to an existing appearance cache (no CNN), and the demo's whole
+  ``videoclf extract`` with and without it;
 - the candidates for Lite0 side by side (``--candidates-only`` runs just these):
   TensorFlow fp32 (the reference), XLA, Keras mixed bfloat16, LiteRT fp32 at 4
   and 32 frames a call, LiteRT with int8 weights, LiteRT full int8 (calibrated
@@ -27,7 +32,10 @@ video, on a UCF101-shaped corpus (320x240 XVID, ../shared/bench/make_speed_corpu
   (``precision: int8``), each with its frames/s and how far its features move; and
   decoding demo MJPG clips by grabbing every frame vs seeking to the sampled ones.
 
+Every row but the motion rows runs with the motion stream off.
+
 usage: python benchmarks/extract_speed.py [--videos 40] [--shared ../shared] [--skip-demo] [--candidates-only]
+                                          [--motion-only]
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ from videoclf.features.extract import extract_videos  # noqa: E402
 from videoclf.features.backbones import resolve_weights  # noqa: E402
 
 SIZE, LENGTH, BATCH = 224, 20, 32
+APPEARANCE_ONLY = ["motion.enabled=false", "search.streams=[appearance]", "tuning.baselines=[pooled_logreg]"]
 VARIANTS = {"tensorflow": ("tensorflow", "float32"), "litert": ("litert", "float32"), "litert int8": ("litert", "int8")}
 
 
@@ -111,6 +120,54 @@ def pure_forward(config, batches: int = 10) -> float:
     for _ in range(batches):
         model(frames)
     return batches * BATCH / (time.perf_counter() - started)
+
+
+def _set(overrides: list[str]) -> list[str]:
+    return [a for o in overrides for a in ("--set", o)]
+
+
+def motion_rows(videos, csv: Path, root: Path, tmp: Path, demo_root: Path | None, env: dict) -> list[str]:
+    """What the motion stream costs beside Lite0 extraction (LiteRT fp32), side by side in this run."""
+    from videoclf.features import decode
+    from videoclf.features.motion import FlowDescriber
+
+    lines = ["
+motion stream (DIS ultrafast, 128 px grey frames, 2x2 grid) beside Lite0 extraction (LiteRT fp32):"]
+    timings = {}
+    for label, motion in (("decoding alone", None), ("decoding + motion", FlowDescriber())):
+        started, cpu, frames = time.perf_counter(), time.process_time(), 0
+        for video in videos:
+            frames += decode.decode_sampled(video.path, LENGTH, SIZE, motion=motion).count
+        timings[label] = ((time.process_time() - cpu) / frames, frames / (time.perf_counter() - started))
+        lines.append(f"  {label:44s}{timings[label][1]:7.0f} sampled frames/s, {timings[label][0] * 1e3:.2f} ms CPU "
+                     f"a frame, one thread")
+    base = [f"data.root={root}", "extractor.name=efficientnet_lite0", "extractor.runtime=litert",
+            f"sampling.max_seq_length={LENGTH}", f"sampling.image_size={SIZE}", f"extractor.batch_size={BATCH}"]
+    rates = {}
+    for label, extra in (("in-process, appearance only", APPEARANCE_ONLY), ("in-process, appearance + motion", [])):
+        config = load_config(REPO / "experiments" / "demo.yaml", base + extra + [f"cache.dir={tmp / f'm-{len(rates)}'}"])
+        report = extract_videos(config, videos, resolve_weights(config.extractor), progress=False)
+        rates[label] = report.seconds
+        lines.append(f"  {label:44s}{report.seconds:7.2f} s  {report.frames / report.seconds:7.1f} frames/s")
+    config = load_config(REPO / "experiments" / "demo.yaml", base + [f"cache.dir={tmp / 'm-0'}"])  # appearance cached
+    added = extract_videos(config, videos, resolve_weights(config.extractor), progress=False)
+    ratio = rates["in-process, appearance + motion"] / rates["in-process, appearance only"]
+    lines.append(f"  {'motion added to the cached appearance':44s}{added.seconds:7.2f} s  (no CNN: "
+                 f"{added.extracted} videos through the model)")
+    lines.append(f"  motion's cost: {ratio - 1:+.1%} of appearance-only extraction time; decoding "
+                 f"{timings['decoding + motion'][0] / timings['decoding alone'][0]:.2f}x the CPU a frame")
+    if demo_root is not None:
+        walls = {}
+        for label, extra in (("appearance only", APPEARANCE_ONLY), ("appearance + motion", [])):
+            walls[label] = timed_process(
+                [sys.executable, "-m", "videoclf", "extract", "--config", str(REPO / "experiments" / "demo.yaml"),
+                 *_set([f"data.root={demo_root}", *extra, f"cache.dir={tmp / f'demo-motion-{len(walls)}'}"])],
+                {**env, "VIDEOCLF_RUNTIME_CACHE": str(tmp / "runtimes-motion")})
+        lines.append(f"  demo main job's extraction (375 videos), whole process: appearance only "
+                     f"{walls['appearance only']:.1f} s, with motion {walls['appearance + motion']:.1f} s "
+                     f"({walls['appearance + motion'] / walls['appearance only'] - 1:+.1%}; the first converts the "
+                     "extractor, so it runs first)")
+    return lines
 
 
 def decode_only(videos, frame_threads: bool = False) -> tuple[float, float, list]:
@@ -259,6 +316,7 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared")
     parser.add_argument("--skip-demo", action="store_true", help="skip the demo main-job extraction")
     parser.add_argument("--candidates-only", action="store_true", help="only the Lite0 candidates and decoding")
+    parser.add_argument("--motion-only", action="store_true", help="only the motion stream's cost")
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     lines = []
@@ -276,6 +334,11 @@ def main() -> None:
         subprocess.run([sys.executable, str(args.shared / "bench" / "make_speed_corpus.py"), str(tmp / "corpus"),
                         str(args.videos)], check=True, capture_output=True)
         csv, root = tmp / "corpus" / "speed.csv", tmp / "corpus" / "videos"
+        if args.motion_only:
+            corpus_videos = split_videos(load_config(REPO / "experiments" / "demo.yaml", [f"data.root={root}"]),
+                                         "train", csv, root)[0]
+            print("\n".join(motion_rows(corpus_videos, csv, root, tmp, None if args.skip_demo else demo_root, env)))
+            return
         peak = peak_gflops()
         lines.append(f"machine: {os.cpu_count()} cores, measured fp32 peak (4096² matmul) {peak:.0f} GFLOP/s; "
                      f"corpus {args.videos} videos 320x240 XVID, {SIZE} px, {LENGTH} frames a video, batch {BATCH}")
@@ -299,7 +362,7 @@ def main() -> None:
                              f"extractor.runtime={runtime}", f"extractor.precision={precision}",
                              f"cache.dir={tmp / f'cache-{name}-{runtime}-{precision}'}",
                              f"sampling.max_seq_length={LENGTH}", f"sampling.image_size={SIZE}",
-                             f"extractor.batch_size={BATCH}"]
+                             f"extractor.batch_size={BATCH}", *APPEARANCE_ONLY]
                 config = load_config(REPO / "experiments" / "demo.yaml", overrides)
                 forward = pure_forward(config)
                 videos, _ = split_videos(config, "train", csv, root)
@@ -330,7 +393,8 @@ def main() -> None:
                      "--csv", str(csv), "--root", str(root), "--set", f"extractor.name={name}", "--set",
                      f"extractor.weights={weights}", "--set", f"extractor.runtime={runtime}", "--set",
                      f"extractor.precision={precision}", "--set",
-                     f"cache.dir={tmp / f'process-{name}-{len(walls)}'}", "--set", f"extractor.batch_size={BATCH}"],
+                     f"cache.dir={tmp / f'process-{name}-{len(walls)}'}", "--set", f"extractor.batch_size={BATCH}",
+                     *_set(APPEARANCE_ONLY)],
                     {**env, "VIDEOCLF_RUNTIME_CACHE": str(runtimes)})
             frames = args.videos * LENGTH
             if name == "inception_v3":
@@ -348,10 +412,12 @@ def main() -> None:
                 demo[variant] = timed_process(
                     [sys.executable, "-m", "videoclf", "extract", "--config", str(REPO / "experiments" / "demo.yaml"),
                      "--set", f"data.root={demo_root}", "--set", f"extractor.runtime={runtime}", "--set",
-                     f"extractor.precision={precision}", "--set", f"cache.dir={tmp / f'demo-cache-{variant}'}"],
+                     f"extractor.precision={precision}", "--set", f"cache.dir={tmp / f'demo-cache-{variant}'}",
+                     *_set(APPEARANCE_ONLY)],
                     {**env, "VIDEOCLF_RUNTIME_CACHE": str(tmp / "runtimes-efficientnet_lite0")})
                 lines.append(f"    {variant:42s}{demo[variant]:7.1f} s   tensorflow/this "
                              f"{demo['tensorflow'] / demo[variant]:.2f}x")
+        lines += motion_rows(corpus_videos, csv, root, tmp, None if args.skip_demo else demo_root, env)
         lines += candidates(None if args.skip_demo else demo_root)
     print("\n".join(lines))
 

@@ -97,3 +97,13 @@ def test_photo_motion_config_generates_its_data_and_searches_every_family():
     assert config.data.photo_motion is not None and config.data.demo is None
     assert set(config.search.family) == {"pooled", "tcn", "gru", "attention"} and "steps" in config.search.inputs
     assert config.training.folds_for(250) == 3 and config.training.folds_for(5000) == 1
+
+
+def test_motion_streams_and_baseline_need_the_motion_stream():
+    with pytest.raises(ConfigError, match=r"motion.enabled: true for search.streams 'motion'"):
+        load_config(defaults_only=True, overrides=["search.streams=[appearance, motion]"])
+    with pytest.raises(ConfigError, match="motion_logreg"):
+        load_config(defaults_only=True, overrides=["tuning.baselines=[motion_logreg]"])
+    config = load_config(REPO / "experiments/demo.yaml")  # the shipped configs let the search find motion
+    assert config.motion.enabled and "appearance+motion" in config.search.streams
+    assert any(t.get("streams") == "motion" for t in config.tuning.first_trials)

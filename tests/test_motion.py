@@ -5,6 +5,7 @@ from pathlib import Path
 import cv2
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 
 from videoclf.config import load_config
@@ -13,7 +14,7 @@ from videoclf.features.motion import FlowDescriber, clip_statistics, descriptor_
 from videoclf.model import FAMILIES, build_sequence_model, seed_ensemble
 from videoclf.streams import STREAMS, stream_sequences, stream_width
 
-from conftest import write_csv
+from conftest import MODEL, write_csv
 
 NAMES = descriptor_names(2)
 
@@ -193,3 +194,47 @@ def test_seed_ensemble_averages_its_members_and_round_trips(tmp_path):
     loaded = keras.saving.load_model(tmp_path / "e.keras", compile=False)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, atol=1e-6)
     assert seed_ensemble(members[:1]) is members[0]
+
+
+def test_the_registered_model_computes_the_cached_streams_and_averages_its_seeds(searched, monkeypatch):
+    """The champion of the shared search reads appearance + motion and is the mean of two seeds: the streams it
+    computes for a video equal the cached ones, and so do its probabilities from them."""
+    import mlflow
+
+    from videoclf.dataset import load_split
+    from videoclf.features.backbones import resolve_weights
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", searched["uri"])
+    config = load_config(searched["config"])
+    result = searched["result"]
+    assert result.best_hyperparameters["streams"] == "appearance+motion" and len(result.final.models) == 2
+    model = mlflow.pyfunc.load_model(MODEL)
+    served = model.unwrap_python_model()
+    assert served.settings.stream == "appearance+motion" and served.settings.motion.enabled
+    videos = searched["videos"]
+    clips, errors = served.streams([str(v) for v in videos])
+    assert not errors
+    test, _ = load_split(config, "test", resolve_weights(config.extractor))
+    rows = [test.keys.index(v.name) for v in videos]
+    np.testing.assert_array_equal(clips.motion_valid, test.motion_valid[rows])
+    np.testing.assert_allclose(clips.motion, test.motion[rows], atol=1e-6)
+    np.testing.assert_allclose(clips.features, test.features[rows].astype(np.float32), atol=2e-3)
+    length = result.best_hyperparameters["seq_length"]
+    members = [m.predict(test.inputs(length, "appearance+motion")[rows], verbose=0) for m in result.final.models]
+    table = model.predict(pd.DataFrame({"video_path": [str(v) for v in videos]}))
+    np.testing.assert_allclose(table[list(served.classes)].to_numpy(), np.mean(members, axis=0), atol=2e-3)
+
+
+def test_the_verdict_says_when_validation_cannot_tell_champion_and_baseline_apart():
+    from types import SimpleNamespace
+
+    from videoclf.baselines import BaselineResult
+    from videoclf.search.run import verdict
+
+    final = SimpleNamespace(registered=SimpleNamespace(accuracy=0.9))
+    baseline = BaselineResult("motion_logreg", 0.88, SimpleNamespace(accuracy=0.87), "C=1", 0.02)
+    close = verdict(0.90, final, [baseline], best_se=0.03)
+    assert "indistinguishable from the motion-stream statistics" in close and "0.900 ± 0.030" in close
+    assert "champion vs best baseline" in verdict(0.95, final, [baseline], best_se=0.03)
+    assert "champion vs best baseline" in verdict(0.90, final, [baseline], best_se=0.0)  # holdout: no error known
+    assert verdict(0.80, final, [baseline], best_se=0.03).startswith("WARNING")

@@ -76,37 +76,34 @@ class FlowDescriber:
         return describe_flow(self.flow(first, second), self.grid)
 
 
-def _curl_divergence(u: np.ndarray, v: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray]:
-    du_dy, du_dx = np.gradient(u, spacing)
-    dv_dy, dv_dx = np.gradient(v, spacing)
-    # image rows grow downwards: counter-clockwise on screen is dv/dx - du/dy with y flipped
-    return du_dx + dv_dy, -(dv_dx - du_dy)
-
-
 def describe_flow(flow: np.ndarray, grid: int = 2) -> np.ndarray:
-    """Flow ``(H, W, 2)`` in pixels → the step descriptor (float32, see the module docstring)."""
+    """Flow ``(H, W, 2)`` in pixels → the step descriptor (float32, see the module docstring).
+
+    Per-pixel maps are computed with OpenCV (central differences, block means by area resampling), which
+    releases the GIL: decoding threads compute motion side by side.
+    """
     height, width = flow.shape[:2]
-    u, v = flow[..., 0] / width, flow[..., 1] / width  # frame widths per step
-    spacing = 1.0 / width
-    divergence, curl = _curl_divergence(u, v, spacing)
-    magnitude = np.hypot(u, v)
-    x = (np.arange(width) - (width - 1) / 2) / width
-    y = (np.arange(height) - (height - 1) / 2) / width
-    rx, ry = np.meshgrid(x, y)
-    radial = float((u * rx + v * ry).sum() / max((rx ** 2 + ry ** 2).sum(), 1e-12))
-    out = [u.mean(), v.mean(), magnitude.mean(), magnitude.std(), np.percentile(magnitude, 90), divergence.mean(),
-           curl.mean(), radial]
-    rows = np.array_split(np.arange(height), grid)
-    cols = np.array_split(np.arange(width), grid)
-    for r in rows:
-        for c in cols:
-            cell = np.ix_(r, c)
-            out += [u[cell].mean(), v[cell].mean(), magnitude[cell].mean(), divergence[cell].mean(),
-                    curl[cell].mean()]
-    angle = np.arctan2(-v, u)  # screen angle, counter-clockwise from the right
-    bins = np.rint(angle / (2 * np.pi) * HOF_BINS).astype(np.int64) % HOF_BINS  # bins centred on the axes
-    hof = np.bincount(bins.ravel(), weights=magnitude.ravel(), minlength=HOF_BINS) / magnitude.size
-    return np.concatenate([np.asarray(out, np.float64), hof]).astype(np.float32)
+    u, v = cv2.split(np.asarray(flow, np.float32) / np.float32(width))  # frame widths per step
+
+    def derivative(values, dx: int, dy: int):  # d/d(position in frame widths), central differences
+        return cv2.Sobel(values, cv2.CV_32F, dx, dy, ksize=1, scale=width / 2, borderType=cv2.BORDER_REPLICATE)
+
+    du_dx, du_dy, dv_dx, dv_dy = derivative(u, 1, 0), derivative(u, 0, 1), derivative(v, 1, 0), derivative(v, 0, 1)
+    divergence = du_dx + dv_dy  # rows grow downwards: flipping y leaves the divergence as it is...
+    curl = du_dy - dv_dx  # ...and turns dv/dx - du/dy around, so counter-clockwise on screen is positive
+    magnitude, angle = cv2.cartToPolar(u, -v)  # screen angle, counter-clockwise from the right
+    maps = cv2.merge([u, v, magnitude, divergence, curl])
+    cells = cv2.resize(maps, (grid, grid), interpolation=cv2.INTER_AREA).reshape(grid * grid, len(CELL_CHANNELS))
+    means = maps.reshape(-1, len(CELL_CHANNELS)).mean(axis=0, dtype=np.float64)
+    x = (np.arange(width, dtype=np.float32) - (width - 1) / 2) / width
+    y = (np.arange(height, dtype=np.float32) - (height - 1) / 2) / width
+    radial = float((u @ x).sum() + (y @ v).sum()) / float(height * (x @ x) + width * (y @ y))
+    flat = magnitude.ravel()
+    head = [means[0], means[1], means[2], flat.std(dtype=np.float64), np.partition(flat, int(0.9 * (flat.size - 1)))
+            [int(0.9 * (flat.size - 1))], means[3], means[4], radial]
+    bins = np.rint(angle.ravel() / (2 * np.pi) * HOF_BINS).astype(np.int64) % HOF_BINS  # bins centred on the axes
+    hof = np.bincount(bins, weights=flat, minlength=HOF_BINS) / flat.size
+    return np.concatenate([np.asarray(head, np.float64), cells.ravel(), hof]).astype(np.float32)
 
 
 def clip_statistics(steps: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -107,6 +107,10 @@ def search_id_for(config: Config, name: str) -> str:
     identity["extractor"].pop("runtime")  # the same features on either runtime
     if identity["extractor"]["precision"] == "float32":
         identity["extractor"].pop("precision")  # float32 searches keep the ids they had before precision existed
+    if not config.motion.enabled:  # appearance-only searches keep the ids they had before the motion stream
+        identity.pop("motion")
+    if identity["search"]["streams"] == ["appearance"]:
+        identity["search"].pop("streams")
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
     return f"{name}-{digest}"
 

@@ -131,7 +131,7 @@ def best_epoch_of(trial) -> int | None:
 
 
 def _short(values: dict) -> str:
-    names = {"family": "", "inputs": "in", "pooling": "pool", "temporal_centering": "center", "frame_units": "proj",
+    names = {"family": "", "streams": "stream", "inputs": "in", "pooling": "pool", "temporal_centering": "center", "frame_units": "proj",
              "input_dropout": "indrop", "conv_filters": "conv", "conv_layers": "layers", "kernel_size": "k",
              "bidirectional": "bi", "attention_units": "att", "seq_length": "len", "batch_size": "batch",
              "learning_rate": "lr", "dropout": "drop", "recurrent_dropout": "rdrop", "dense_units": "dense",
