@@ -52,10 +52,10 @@ def main() -> None:
         seeds = result.final.seed_metrics()
         print(f"\n{name}: {len(champion.labels)} test videos, {len(champion.classes)} classes, search {seconds:.0f} s "
               f"(features cached or extracted before it)")
-        print(f"  {'model':64s} {'selection':>9s}  test accuracy [95% CI]")
+        print(f"  {'model':72s} {'selection':>9s}  test accuracy [95% CI]")
         chosen = result.best_hyperparameters
         label = ", ".join(str(chosen[k]) for k in ("family", "streams", "inputs") if k in chosen)
-        print(f"  {'champion (' + label + ')':64s} "
+        print(f"  {'champion (' + label + ')':72s} "
               f"{result.best_val_score:9.3f}  {champion.accuracy:.3f} [{champion.interval[0]:.3f}, "
               f"{champion.interval[1]:.3f}]  (the mean of {int(seeds['final_seeds'])} seeds; each alone "
               f"{seeds['test_accuracy_seed_mean']:.3f} ± {seeds['test_accuracy_seed_std']:.3f}; ECE {champion.ece:.3f})")
@@ -65,7 +65,7 @@ def main() -> None:
             half_width = (champion.interval[1] - champion.interval[0]) / 2
             verdict = "more than" if margin > half_width else "not more than"
             overlap = "intervals disjoint" if champion.interval[0] > test.interval[1] else "intervals overlap"
-            print(f"  {baseline.description:64s} {baseline.validation:9.3f}  {test.accuracy:.3f} "
+            print(f"  {baseline.description:72s} {baseline.validation:9.3f}  {test.accuracy:.3f} "
                   f"[{test.interval[0]:.3f}, {test.interval[1]:.3f}]  champion {margin:+.3f}: {verdict} the "
                   f"champion's interval half-width {half_width:.3f}; {overlap}")
 

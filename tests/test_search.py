@@ -37,11 +37,12 @@ def test_search_logs_every_trial_registers_and_tests_the_winner(tmp_path, make_c
             history = client.get_metric_history(run.info.run_id, metric)
             assert [m.step for m in history] == [0, 1]
         assert [m.step for m in client.get_metric_history(run.info.run_id, "fold_score")] == [0, 1, 2]
-        assert "score" in run.data.metrics
+        assert "score" in run.data.metrics and run.data.metrics["score_se"] >= 0
     parent = client.get_run(result.parent_run_id)
     assert parent.info.status == "FINISHED"
     assert {"test_accuracy", "test_macro_f1", "best_val_accuracy", "selection_score", "test_accuracy_ci_low",
-            "test_accuracy_ci_high", "test_ece", "test_accuracy_seed_mean", "test_accuracy_seed_std"} <= set(
+            "test_accuracy_ci_high", "test_ece", "test_accuracy_seed_mean", "test_accuracy_seed_std",
+            "test_accuracy_seed_0", "test_accuracy_seed_1", "selection_score_se"} <= set(
         parent.data.metrics)
     metrics = parent.data.metrics
     assert metrics["test_accuracy_ci_low"] <= metrics["test_accuracy"] <= metrics["test_accuracy_ci_high"]

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from videoclf.dataset import Fold, SplitData
-from videoclf.evaluation import Evaluation, evaluate_probabilities
 from videoclf.errors import DataError
-from videoclf.search.crossval import cross_validate, standard_error
+from videoclf.evaluation import Evaluation, evaluate_probabilities, standard_error
+from videoclf.search.crossval import cross_validate
 
 DESCRIPTIONS = {
     "pooled_logreg": "pooled logistic regression (mean+std of frame features)",

@@ -318,8 +318,12 @@ class Config(_Section):
     def _motion_enabled_when_used(self) -> "Config":
         users = [f"search.streams {s!r}" for s in self.search.streams if "motion" in s]
         users += ["tuning.baselines 'motion_logreg'"] if "motion_logreg" in self.tuning.baselines else []
+        users += [f"tuning.first_trials[{i}] streams {t['streams']!r}" for i, t in enumerate(self.tuning.first_trials)
+                  if "motion" in str(t.get("streams", ""))]
         if users and not self.motion.enabled:
-            raise ValueError(f"Expected motion.enabled: true for {', '.join(users)} (they read the motion stream)")
+            raise ValueError(f"Expected motion.enabled: true for {', '.join(users)} (they read the motion stream). "
+                             "To search appearance only, set search.streams=[appearance] and leave out what "
+                             "else reads motion")
         return self
 
     @model_validator(mode="after")

@@ -29,6 +29,11 @@ class Evaluation:
                 f"{prefix}ece": self.ece}
 
 
+def standard_error(scores: list[float]) -> float:
+    """Standard error of a mean score over folds (sample std / sqrt(k)); 0 for a single score."""
+    return float(np.std(scores, ddof=1) / np.sqrt(len(scores))) if len(scores) > 1 else 0.0
+
+
 def bootstrap_interval(correct: np.ndarray, level: float = 0.95, resamples: int = 2000,
                        seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of ``correct`` (resampling videos with replacement)."""

@@ -249,11 +249,16 @@ class SearchTracker:
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
     def trial_curves(self, trial_id: str, curves: dict[str, list[float]], fold_scores: list[float]) -> None:
-        """Per-epoch curves (mean over folds, ``step=epoch``) and each fold's score (``step=fold``)."""
+        """Per-epoch curves (mean over folds, ``step=epoch``), each fold's score (``step=fold``) and the score's
+        standard error over folds (``score_se``: how far apart two trials must be to be told apart)."""
+        from videoclf.evaluation import standard_error
+
         now = int(time.time() * 1000)
         metrics = [Metric(name, float(value), now, epoch) for name, values in curves.items()
                    for epoch, value in enumerate(values)]
         metrics += [Metric("fold_score", float(score), now, fold) for fold, score in enumerate(fold_scores)]
+        if len(fold_scores) > 1:
+            metrics.append(Metric("score_se", standard_error(fold_scores), now, 0))
         for start in range(0, len(metrics), 1000):
             self.client.log_batch(self._trial_runs[trial_id], metrics=metrics[start: start + 1000])
 

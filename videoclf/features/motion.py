@@ -92,16 +92,18 @@ def describe_flow(flow: np.ndarray, grid: int = 2) -> np.ndarray:
     divergence = du_dx + dv_dy  # rows grow downwards: flipping y leaves the divergence as it is...
     curl = du_dy - dv_dx  # ...and turns dv/dx - du/dy around, so counter-clockwise on screen is positive
     magnitude, angle = cv2.cartToPolar(u, -v)  # screen angle, counter-clockwise from the right
-    maps = cv2.merge([u, v, magnitude, divergence, curl])
-    cells = cv2.resize(maps, (grid, grid), interpolation=cv2.INTER_AREA).reshape(grid * grid, len(CELL_CHANNELS))
-    means = maps.reshape(-1, len(CELL_CHANNELS)).mean(axis=0, dtype=np.float64)
+    maps = (u, v, magnitude, divergence, curl)
+    cells = np.stack([cv2.resize(m, (grid, grid), interpolation=cv2.INTER_AREA).ravel() for m in maps], axis=-1)
+    means = [cv2.mean(m)[0] for m in maps]  # whole frame
     x = (np.arange(width, dtype=np.float32) - (width - 1) / 2) / width
     y = (np.arange(height, dtype=np.float32) - (height - 1) / 2) / width
     radial = float((u @ x).sum() + (y @ v).sum()) / float(height * (x @ x) + width * (y @ y))
     flat = magnitude.ravel()
-    head = [means[0], means[1], means[2], flat.std(dtype=np.float64), np.partition(flat, int(0.9 * (flat.size - 1)))
-            [int(0.9 * (flat.size - 1))], means[3], means[4], radial]
-    bins = np.rint(angle.ravel() / (2 * np.pi) * HOF_BINS).astype(np.int64) % HOF_BINS  # bins centred on the axes
+    spread = float(cv2.meanStdDev(magnitude)[1][0, 0])
+    p90 = np.partition(flat, int(0.9 * (flat.size - 1)))[int(0.9 * (flat.size - 1))]
+    head = [means[0], means[1], means[2], spread, p90, means[3], means[4], radial]
+    bins = (angle.ravel() * np.float32(HOF_BINS / (2 * np.pi)) + np.float32(0.5)).astype(np.int64) % HOF_BINS
+    # (bins centred on the axes: right, up-right, up, ...)
     hof = np.bincount(bins, weights=flat, minlength=HOF_BINS) / flat.size
     return np.concatenate([np.asarray(head, np.float64), cells.ravel(), hof]).astype(np.float32)
 

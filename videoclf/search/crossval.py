@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from videoclf.dataset import Fold
+from videoclf.evaluation import standard_error
 
 KERAS_TO_TRACKED = {"loss": "train_loss", "accuracy": "train_accuracy", "val_loss": "val_loss",
                     "val_accuracy": "val_accuracy"}
@@ -40,11 +41,6 @@ class CrossValidation:
             if name in self.curves and name != self.objective:
                 out[name] = self.curves[name][self.best_epoch]
         return out
-
-
-def standard_error(scores: list[float]) -> float:
-    """Standard error of a mean score over folds (sample std / sqrt(k)); 0 for a single score."""
-    return float(np.std(scores, ddof=1) / np.sqrt(len(scores))) if len(scores) > 1 else 0.0
 
 
 def _mean_curves(histories: list[dict[str, list[float]]]) -> dict[str, np.ndarray]:
