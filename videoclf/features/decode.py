@@ -4,7 +4,10 @@ Memory stays flat in the video's length: frames are grabbed (decoded without
 conversion) and only the sampled ones are retrieved, converted BGR → RGB and
 resized. Container frame counts are often wrong, so the count that matters
 is the one that decodes; if it differs from the metadata, a second pass
-samples again with the true count.
+samples again with the true count. With a motion describer, each sampled
+frame's successor is retrieved too (only it: every frame is grabbed anyway)
+and the optical flow between them is the motion step there
+(videoclf.features.motion).
 """
 
 from __future__ import annotations
