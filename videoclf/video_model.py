@@ -237,8 +237,7 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         rows = list(decoded)
         for row, clip in decoded.items():
             clips.stored[row] = clip.count
-            if describer is not None:
-                clips.motion[row, : clip.count], clips.motion_valid[row, : clip.count] = clip.motion, clip.motion_valid
+            clips.put_motion(row, clip.motion, clip.motion_valid)
         if rows and appearance:
             clips.features[rows], _ = self._encode([decoded[r].frames for r in rows])
         return clips, errors, durations
@@ -317,9 +316,7 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         else:
             clips.stored[:] = [len(w.frames) for w in spans]
         for index, span in enumerate(spans):
-            if span.motion is not None:
-                clips.motion[index, : len(span.motion)], clips.motion_valid[index, : len(span.motion)] = \
-                    span.motion, span.motion_valid
+            clips.put_motion(index, span.motion, span.motion_valid)
         probabilities = self._probabilities(clips)
         probabilities = np.concatenate([probabilities, probabilities.mean(axis=0, keepdims=True)])
         table = self._table([row.name] * len(probabilities), probabilities, {})
@@ -344,6 +341,11 @@ class _Clips:
         return cls(np.zeros((count, length, dim), np.float32), np.zeros(count, np.int64),
                    None if motion_dim is None else np.zeros((count, length, motion_dim), np.float32),
                    None if motion_dim is None else np.zeros((count, length), bool))
+
+    def put_motion(self, row: int, motion: np.ndarray | None, valid: np.ndarray | None) -> None:
+        """One clip's motion steps (none when the model does not read motion)."""
+        if motion is not None:
+            self.motion[row, : len(motion)], self.motion_valid[row, : len(motion)] = motion, valid
 
     def rows(self, rows: list[int]) -> "_Clips":
         return _Clips(self.features[rows], self.stored[rows], None if self.motion is None else self.motion[rows],
