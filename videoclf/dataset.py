@@ -59,8 +59,9 @@ class SplitData:
         return len(self.keys)
 
     def sequences(self, length: int) -> np.ndarray:
-        """``(N, length, D)`` float32 sequences sliced from the cache (zero-padded, so masked)."""
-        return self.arrays(length)[0]
+        """``(N, length, D)`` float32 sequences sliced from the cache (zero-padded, so masked): the appearance
+        stream's input, cut once per length."""
+        return self.inputs(length, "appearance")
 
     def arrays(self, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(features (N, length, D) float32, mask (N, length) bool, labels (N,))``."""

@@ -52,7 +52,3 @@ def stream_sequences(stream: str, length: int, stored: np.ndarray, features: np.
     joined = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
     return derive_sequences(joined, stored, length)[0]
 
-
-def valid_rows(motion: np.ndarray, motion_valid: np.ndarray) -> np.ndarray:
-    """The motion steps that exist, ``(n, M)`` float64 (for normalisation statistics)."""
-    return motion[motion_valid.astype(bool)].astype(np.float64)

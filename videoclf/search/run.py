@@ -28,7 +28,6 @@ from videoclf.errors import DataError, VideoclfError
 from videoclf.evaluation import Evaluation, evaluate_probabilities, format_report, write_report_files
 from videoclf.features.extract import extract_split
 from videoclf.features.backbones import FEATURE_DIMS, WeightsSource, resolve_weights
-from videoclf.features.motion import descriptor_size
 from videoclf.model import feature_statistics, motion_statistics, seed_ensemble
 from videoclf.registry import Registration, register, sequence_signature
 from videoclf.video_model import model_requirements
@@ -378,7 +377,7 @@ def run_search(config: Config, name: str = "search", track: bool = True, registe
     data = prepare(config, weights, progress)
     hypermodel = SequenceHyperModel(config.search, FEATURE_DIMS[config.extractor.name],
                                     len(data.vocabulary.classes), data.normalizer,
-                                    descriptor_size(config.motion.grid) if config.motion.enabled else 0,
+                                    data.train.motion.shape[-1] if data.train.motion is not None else 0,
                                     data.motion_normalizer)
     search_id = search_id_for(config, name)
     role = distributed_role()
