@@ -10,6 +10,7 @@ import pytest
 
 from videoclf.config import load_config
 from videoclf.data.videos import split_videos
+from videoclf.dataset import load_split
 from videoclf.errors import CacheError, DataError
 from videoclf.features.extract import extract_videos, open_cache
 from videoclf.features.backbones import resolve_weights
@@ -226,7 +227,7 @@ def test_damaged_cached_features_are_never_trained_on_but_extracted_again(tmp_pa
         _cache(config).read(keys)  # never silently handed to training
     again = extract_videos(config, videos, resolve_weights(config.extractor), progress=False)
     assert again.extracted == 2  # exactly the two damaged videos
-    assert "2 cached videos have damaged features" in capsys.readouterr().out
+    assert "2 cached videos damaged" in capsys.readouterr().out
     repaired, _, _ = _cache(config).read(keys)
     assert np.isfinite(repaired).all()
     np.testing.assert_allclose(repaired.astype(np.float32), clean.astype(np.float32), atol=1e-2)
@@ -364,3 +365,64 @@ def test_decoding_ahead_of_a_gpu_model_and_in_turns_with_a_cpu_model_give_the_sa
     np.testing.assert_array_equal(mask_a, mask_b)
     np.testing.assert_array_equal(n_a, n_b)
     np.testing.assert_allclose(a.astype(np.float32), b.astype(np.float32), atol=2e-3 * np.abs(a).max())
+
+
+def _overwrite_dataset_bytes(file, name, make_bytes):
+    """Overwrites a contiguous dataset's stored bytes in place, below HDF5 (as a bad disk or a stray write would)."""
+    with h5py.File(file, "r") as handle:
+        dataset = handle[name]
+        offset, n_bytes = dataset.id.get_offset(), dataset.id.get_storage_size()
+    with open(file, "r+b") as fh:
+        fh.seek(offset)
+        fh.write(make_bytes(n_bytes))
+
+
+@pytest.mark.parametrize("dataset,damage", [
+    ("mask", lambda n: bytes(n)),  # all padding: every clip would look empty
+    ("mask", lambda n: np.random.default_rng(1).integers(0, 2, n, np.uint8).tobytes()),  # frames silently dropped
+    ("n_frames", lambda n: np.random.default_rng(2).bytes(n)),  # absurd clip lengths
+])
+def test_damaged_cache_metadata_is_found_named_and_extracted_again(tmp_path, make_config, capsys, dataset, damage):
+    _dataset(tmp_path / "data")
+    config = load_config(make_config({"motion.enabled": True}))
+    videos, _ = split_videos(config, "train")
+    weights = resolve_weights(config.extractor)
+    report = extract_videos(config, videos, weights, progress=False)
+    keys = [v.key for v in videos]
+    clean = _cache(config).read(keys)
+    motion_file = next((tmp_path / "cache").glob("motion-*/features.h5"))
+    for file in (report.cache_path / "features.h5", motion_file):
+        _overwrite_dataset_bytes(file, dataset, damage)
+    capsys.readouterr()
+    with pytest.raises(CacheError, match=r"damaged video.*extract"):
+        _cache(config).read(keys)  # never handed to training
+    with pytest.raises(CacheError, match="damaged"):
+        load_split(config, "train", weights)
+    again = extract_videos(config, videos, weights, progress=False)
+    out = capsys.readouterr().out
+    assert again.extracted == again.motion_extracted == len(videos)  # every row was hit, in both streams
+    assert f"{len(videos)} cached videos damaged ({keys[0]}: " in out and "extracting again" in out
+    assert out.count("cached videos damaged") == 2  # once per stream
+    for repaired, original in zip(_cache(config).read(keys), clean):
+        np.testing.assert_array_equal(repaired, original)
+    data, _ = load_split(config, "train", weights)
+    assert (data.n_frames == clean[2]).all() and data.motion_valid.any()
+
+
+def test_cache_files_of_schema_1_without_digests_are_still_read_and_checked(tmp_path, make_config):
+    _dataset(tmp_path / "data")
+    config = load_config(make_config())
+    videos, _ = split_videos(config, "train")
+    weights = resolve_weights(config.extractor)
+    report = extract_videos(config, videos, weights, progress=False)
+    file, keys = report.cache_path / "features.h5", [v.key for v in videos]
+    with h5py.File(file, "r+") as handle:  # as the previous version wrote it
+        del handle["digest"]
+        handle.attrs["schema_version"] = 1
+    features, mask, n_frames = _cache(config).read(keys)
+    assert mask.any() and (n_frames > 0).all()
+    with h5py.File(file, "r+") as handle:
+        handle["mask"][...] = False  # the invariants still catch what the missing digest would have
+    assert extract_videos(config, videos, weights, progress=False).extracted == len(videos)
+    with h5py.File(file, "r") as handle:
+        assert "digest" in handle  # the merge wrote the current schema

@@ -24,9 +24,14 @@ which steps exist (a sampled frame with a successor).
 Every HDF5 file holds the same datasets, one row per video: ``video`` (path
 relative to the data root), ``size`` and ``mtime_ns`` (to notice a changed
 file), ``n_frames`` (frames that really decoded), ``mask`` (positions holding
-real frames) and ``features`` ``(N, max_seq_length, dim)``. Attributes record
-the full key and the versions that wrote it. Later files win over earlier
-ones, so a re-extracted video supersedes its stale entry.
+real frames), ``features`` ``(N, max_seq_length, dim)`` (a Fletcher-32
+checksum per row) and ``digest`` (16 bytes a row over all of the above).
+Attributes record the full key and the versions that wrote it. Later files
+win over earlier ones, so a re-extracted video supersedes its stale entry.
+
+Every row is verified when read (checksum, digest, and the invariants of
+:meth:`FeatureCache.row_problem`): a damaged row is never handed to training;
+``extract`` and ``tune`` name it, count it and extract it again.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ from videoclf.data.videos import VideoRef
 from videoclf.errors import CacheError
 from videoclf.versions import installed_versions
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: a per-row digest (files of 1 are read, checked by checksum and invariants)
 CONSOLIDATED = "features.h5"
 
 
@@ -182,18 +187,23 @@ class FeatureCache:
         return found
 
     def missing(self, videos: list[VideoRef]) -> list[VideoRef]:
-        """Videos with no entry, whose file changed since it was cached, or whose cached features are damaged
-        (checksum mismatch or non-finite values: never fed to training, re-extracted instead)."""
+        """Videos to extract: no entry, a file changed since it was cached, or a damaged entry (see
+        :func:`row_problem`: never fed to training, extracted again). Says on the console what it found."""
         index = self.index()
-        out = self.absent_or_stale(videos, index)
-        outdated = {v.key for v in out}
+        new = [v for v in videos if v.key not in index]
+        changed = [v for v in self.absent_or_stale(videos, index) if v.key in index]
+        outdated = {v.key for v in new + changed}
         cached = [v for v in videos if v.key not in outdated]
         damaged = self.damaged([v.key for v in cached], index)
+        if changed:
+            print(f"{self.path}: {_count(len(changed), 'cached video')} changed on disk since "
+                  f"(e.g. {changed[0].key}): extracting again", flush=True)
         if damaged:
-            example = next(iter(damaged.items()))
-            print(f"{len(damaged)} cached videos have damaged features and are extracted again "
-                  f"(e.g. {example[0]}: {example[1]})", flush=True)
-        return out + [v for v in cached if v.key in damaged]
+            shown = "; ".join(f"{key}: {reason}" for key, reason in list(damaged.items())[:3])
+            more = f"; and {len(damaged) - 3} more" if len(damaged) > 3 else ""
+            print(f"{self.path}: {_count(len(damaged), 'cached video')} damaged ({shown}{more}): "
+                  "extracting again", flush=True)
+        return new + changed + [v for v in cached if v.key in damaged]
 
     def absent_or_stale(self, videos: list[VideoRef], index: dict[str, _Location] | None = None) -> list[VideoRef]:
         """Videos with no entry, or whose file changed (size or mtime) since it was cached; reads no features."""
@@ -201,31 +211,11 @@ class FeatureCache:
         return [v for v in videos if (loc := index.get(v.key)) is None or (loc.size, loc.mtime_ns) != (v.size, v.mtime_ns)]
 
     def damaged(self, keys: list[str], index: dict[str, _Location]) -> dict[str, str]:
-        """Which cached ``keys`` fail their checksum or hold non-finite features, with the reason."""
-        by_file: dict[Path, list[tuple[str, int]]] = {}
-        for key in keys:
-            by_file.setdefault(index[key].file, []).append((key, index[key].row))
-        out: dict[str, str] = {}
-        for file, rows in by_file.items():
-            with self._open(file) as handle:
-                dataset = handle["features"]
-                rows.sort(key=lambda r: r[1])
-                try:
-                    blocks = dataset[[r for _, r in rows]]
-                except OSError:  # a checksum failed somewhere: find which rows, one at a time
-                    blocks = None
-                for position, (key, row) in enumerate(rows):
-                    try:
-                        block = dataset[row] if blocks is None else blocks[position]
-                    except OSError:
-                        out[key] = f"checksum mismatch in {file.name}"
-                        continue
-                    if not np.isfinite(block).all():
-                        out[key] = f"non-finite values in {file.name}"
-        return out
+        """Which cached ``keys`` are damaged, with the reason (every dataset of the row is checked)."""
+        return self._read_rows(keys, index)[3]
 
     def read(self, keys: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(features (N, L, D), mask (N, L), n_frames (N,))`` for cached ``keys``, in order."""
+        """``(features (N, L, D), mask (N, L), n_frames (N,))`` for cached ``keys``, in order, every row verified."""
         return _retry_vanished(lambda: self._read(keys))
 
     def _read(self, keys: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -234,33 +224,58 @@ class FeatureCache:
         if absent:
             raise CacheError(f"{len(absent)} videos are not in cache {self.path}, e.g. {absent[0]}. "
                              "Run: videoclf extract")
-        return self._read_rows(keys, index)
+        features, mask, n_frames, damaged = self._read_rows(keys, index)
+        if damaged:
+            key, reason = next(iter(damaged.items()))
+            raise CacheError(f"{self.path} holds {_count(len(damaged), 'damaged video')} (e.g. {key}: "
+                             f"{reason}). Run videoclf extract (or tune) with the same config: damaged entries "
+                             "are extracted again.")
+        return features, mask, n_frames
 
     def _read_rows(self, keys: list[str], index: dict[str, _Location]):
-        """Reads ``keys`` at their ``index`` locations, grouped by file, rows in file order."""
+        """Reads ``keys`` at their ``index`` locations, grouped by file, rows in file order, and checks each row:
+        ``(features, mask, n_frames, damaged)``; a damaged row's reason is in ``damaged`` and its arrays are zero."""
         features = np.zeros((len(keys), self.max_length, self.dim), self.dtype)
         mask = np.zeros((len(keys), self.max_length), bool)
         n_frames = np.zeros(len(keys), np.int64)
+        damaged: dict[str, str] = {}
         by_file: dict[Path, list[tuple[int, int]]] = {}
         for out_row, key in enumerate(keys):
             loc = index[key]
             by_file.setdefault(loc.file, []).append((out_row, loc.row))
         for file, rows in by_file.items():
+            rows.sort(key=lambda r: r[1])
             with self._open(file) as handle:
-                rows.sort(key=lambda r: r[1])
-                src = [r for _, r in rows]
-                dst = [o for o, _ in rows]
-                try:
-                    features[dst] = handle["features"][src]
-                except OSError as exc:
-                    raise CacheError(f"Cached features in {file} fail their checksum ({exc}). Run videoclf "
-                                     "extract with the same config: damaged entries are extracted again.") from None
-                mask[dst] = handle["mask"][src]
-                n_frames[dst] = handle["n_frames"][src]
+                stored = _StoredRows(handle, [r for _, r in rows])
+            for position, (out_row, _) in enumerate(rows):
+                key = keys[out_row]
+                problem = stored.problem(position, key, index[key], self)
+                if problem:
+                    damaged[key] = f"{problem} in {file.name}"
+                    continue
+                features[out_row], mask[out_row], n_frames[out_row] = (
+                    stored.features[position], stored.mask[position], stored.n_frames[position])
+        return features, mask, n_frames, damaged
+
+    def row_problem(self, features: np.ndarray, mask: np.ndarray, n_frames: int) -> str | None:
+        """What is wrong with a row whose bytes were read back, by the cache's invariants; None when it is sound.
+
+        Appearance rows hold ``min(n_frames, L)`` sampled frames in the first positions; motion rows have steps only
+        where a sampled frame is; padding is zero; every value is finite.
+        """
+        sampled = min(int(n_frames), self.max_length)
+        if n_frames < 1:
+            return f"n_frames is {int(n_frames)}"
         if not np.isfinite(features).all():
-            raise CacheError(f"Cached features in {self.path} hold non-finite values. Run videoclf extract with "
-                             "the same config: damaged entries are extracted again.")
-        return features, mask, n_frames
+            return "non-finite values"
+        if self.key.get("stream") == "motion":
+            if mask[sampled:].any():
+                return f"motion steps past the {sampled} sampled frames"
+        elif mask.sum() != sampled or not mask[:sampled].all():
+            return f"the mask holds {int(mask.sum())} frames where n_frames={int(n_frames)} says {sampled}"
+        if np.any(features[~mask]):
+            return "values in padding"
+        return None
 
     # -- writing ---------------------------------------------------------
     def _write_file(self, target: Path, entries: list[Entry]) -> None:
@@ -293,11 +308,15 @@ class FeatureCache:
             handle.create_dataset("size", data=np.array([e.video.size for e in entries], np.int64))
             handle.create_dataset("mtime_ns", data=np.array([e.video.mtime_ns for e in entries], np.int64))
             handle.create_dataset("n_frames", data=np.array([e.n_frames for e in entries], np.int64))
-            handle.create_dataset("mask", data=np.stack([e.mask for e in entries]))
+            mask = np.stack([e.mask for e in entries]).astype(bool)
+            handle.create_dataset("mask", data=mask)
+            features = np.stack([e.features for e in entries]).astype(self.dtype)
             # One chunk per video, each with a Fletcher-32 checksum that h5py verifies on every read.
-            handle.create_dataset(
-                "features", data=np.stack([e.features for e in entries]).astype(self.dtype),
-                chunks=(1, self.max_length, self.dim), fletcher32=True)
+            handle.create_dataset("features", data=features, chunks=(1, self.max_length, self.dim), fletcher32=True)
+            # And one digest per row over everything else it holds (key, size, mtime, n_frames, mask, features).
+            handle.create_dataset("digest", data=np.stack([
+                row_digest(e.video.key, e.video.size, e.video.mtime_ns, e.n_frames, mask[i], features[i])
+                for i, e in enumerate(entries)]))
 
     def bytes_per_video(self) -> int:
         """Disk space one cached video takes (features, mask and bookkeeping), for space estimates."""
@@ -319,10 +338,14 @@ class FeatureCache:
         own = {self.consolidated, *parts}
         index = {k: loc for k, loc in self.index().items() if loc.file in own}
         keys = sorted(index)
-        features, mask, n_frames = self._read_rows(keys, index)
+        features, mask, n_frames, damaged = self._read_rows(keys, index)
+        # a damaged row is left out: the next extract finds it missing and extracts it again
         entries = [Entry(VideoRef(k, Path(k), index[k].size, index[k].mtime_ns), features[i], int(n_frames[i]),
-                         mask[i]) for i, k in enumerate(keys)]
-        self._write_file(self.consolidated, entries)
+                         mask[i]) for i, k in enumerate(keys) if k not in damaged]
+        if entries:
+            self._write_file(self.consolidated, entries)
+        else:
+            self.consolidated.unlink(missing_ok=True)
         for part in parts:
             part.unlink(missing_ok=True)
 
@@ -333,6 +356,52 @@ class FeatureCache:
         if self.parts.is_dir():
             for tmp in self.parts.glob(f".part-*-{self.owner}-*.tmp"):
                 tmp.unlink(missing_ok=True)
+
+
+def row_digest(key: str, size: int, mtime_ns: int, n_frames: int, mask: np.ndarray, features: np.ndarray) -> np.ndarray:
+    """16 bytes identifying a row's whole content as stored (features in the cache's dtype)."""
+    digest = hashlib.blake2b(key.encode(), digest_size=16)
+    digest.update(np.array([size, mtime_ns, n_frames], np.int64).tobytes())
+    digest.update(np.ascontiguousarray(mask, bool).tobytes())
+    digest.update(np.ascontiguousarray(features).tobytes())
+    return np.frombuffer(digest.digest(), np.uint8)
+
+
+class _StoredRows:
+    """One file's datasets at some rows (sorted), read together; a row whose features fail their Fletcher-32
+    checksum is found by reading the rows one at a time."""
+
+    def __init__(self, handle: h5py.File, rows: list[int]):
+        data = handle["features"]
+        self.unreadable: set[int] = set()
+        try:
+            self.features = data[rows]
+        except OSError:
+            self.features = np.zeros((len(rows), *data.shape[1:]), data.dtype)
+            for position, row in enumerate(rows):
+                try:
+                    self.features[position] = data[row]
+                except OSError:
+                    self.unreadable.add(position)
+        self.mask = handle["mask"][rows].astype(bool)
+        self.n_frames = handle["n_frames"][rows]
+        self.digests = handle["digest"][rows] if "digest" in handle else None  # schema 1 files have none
+
+    def problem(self, position: int, key: str, location: _Location, cache: FeatureCache) -> str | None:
+        """Why the row at ``position`` cannot be trusted (checksum, invariants, digest), or None."""
+        if position in self.unreadable:
+            return "features fail their checksum"
+        features, mask, n_frames = self.features[position], self.mask[position], self.n_frames[position]
+        problem = cache.row_problem(features, mask, n_frames)
+        if problem is None and self.digests is not None and not np.array_equal(
+                row_digest(key, location.size, location.mtime_ns, int(n_frames), mask, features),
+                self.digests[position]):
+            problem = "contents do not match their digest"
+        return problem
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 class _Vanished(Exception):
