@@ -1,9 +1,11 @@
 """`videoclf serve` as real clients meet it: a real HTTP server on 127.0.0.1 serving the registered champion."""
 
 import base64
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,6 +29,24 @@ def _strict_json(text: str):
     return json.loads(text, parse_constant=refuse)
 
 
+@contextlib.contextmanager
+def _running_server(searched, logs, *flags):
+    """``videoclf serve`` of the searched champion in its own process group, its output in ``logs/serve.log``."""
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": searched["uri"], "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    log = (logs / "serve.log").open("w")
+    process = subprocess.Popen([sys.executable, "-m", "videoclf", "serve", "--model", MODEL, "--port", str(port),
+                                *flags], cwd=searched["root"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/ping", process)
+        yield {"url": f"http://127.0.0.1:{port}", "port": port, "process": process, "log": log.name}
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+
 @pytest.fixture(scope="module")
 def server(searched, tmp_path_factory):
     """One server for the module: an allowed root with a video, a FIFO, a folder and a symlink out of it."""
@@ -36,21 +56,9 @@ def server(searched, tmp_path_factory):
     os.mkfifo(allowed / "pipe.avi")
     (allowed / "folder.avi").mkdir()
     (allowed / "escape.avi").symlink_to("/etc/passwd")
-    port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": searched["uri"], "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
-    log = (tmp_path_factory.mktemp("logs") / "serve.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "videoclf", "serve", "--model", MODEL, "--port", str(port), "--allow-root",
-         str(allowed), "--max-videos", str(MAX_VIDEOS), "--max-request-mb", "1", "--timeout", "120"],
-        cwd=searched["root"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}/ping", process)
-        yield {"url": f"http://127.0.0.1:{port}", "process": process, "allowed": allowed, "video": video,
-               "log": log.name}
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
+    with _running_server(searched, tmp_path_factory.mktemp("logs"), "--allow-root", str(allowed), "--max-videos",
+                         str(MAX_VIDEOS), "--max-request-mb", "1", "--timeout", "120") as running:
+        yield {**running, "allowed": allowed, "video": video}
 
 
 def _post(url: str, payload, content_type: str = "application/json"):
@@ -128,6 +136,8 @@ def test_oversized_and_malformed_requests_are_refused_and_the_next_is_answered(s
     assert status == 400 and "not valid JSON" in answer["message"]
     status, answer = _post(server["url"], f"video_path\n{path}\n".encode(), "text/csv")  # MLflow's CSV format too
     assert status == 200 and answer["predictions"][0]["error"] is None
+    status, answer = _post(server["url"], b"video_path=x", "text/plain")  # every answer is JSON, 415 too
+    assert status == 415 and answer["error_code"] == "UNSUPPORTED_MEDIA_TYPE" and "content type" in answer["message"]
 
 
 def test_registered_model_declares_inputs_and_outputs(searched):
@@ -159,11 +169,40 @@ def test_a_request_past_its_time_limit_stops_taking_videos(searched):
     assert table.predicted_label.isna().all() and table.error.str.contains("time limit").all()
 
 
-def test_sigterm_stops_the_server(server):
-    process = server["process"]
-    process.send_signal(signal.SIGTERM)  # as a process supervisor would
-    process.wait(timeout=60)  # raises if it does not stop
+def _start_upload(port: int, declared: int, sent: bytes) -> socket.socket:
+    """An upload that announces ``declared`` bytes and stalls after ``sent``, as a slow or stuck client does."""
+    client = socket.create_connection(("127.0.0.1", port), timeout=60)
+    client.sendall(f"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   f"Content-Length: {declared}\r\n\r\n".encode() + sent)
+    return client
+
+
+def _answer(client: socket.socket) -> tuple[int, dict]:
+    raw = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := client.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split()[1]), _strict_json(body.decode())
+
+
+def test_slow_uploads_disconnects_and_sigterm_are_bounded_and_quiet(searched, tmp_path):
+    """A server of its own (it is stopped here): a stalled upload gets 408 after --body-timeout; a client gone
+    mid-upload is one log line; SIGTERM with an upload still stalled stops after --shutdown-timeout, no traceback."""
+    with _running_server(searched, tmp_path, "--body-timeout", "2", "--shutdown-timeout", "1") as running:
+        port = running["port"]
+        with _start_upload(port, 1000, b'{"dataframe_records": ') as slow:
+            status, answer = _answer(slow)  # the server answers: the client is not left hanging
+        assert status == 408 and answer["error_code"] == "REQUEST_TIMEOUT" and "--body-timeout" in answer["message"]
+        _start_upload(port, 1000, b'{"dataframe_records": ').close()  # gone mid-upload
+        status, _ = _post(running["url"], {"dataframe_records": [{"video_path": "x.avi"}]})
+        assert status == 200  # the server is fine, and the disconnect was logged by now
+        process, stalled = running["process"], _start_upload(port, 1000, b"{")
+        process.send_signal(signal.SIGTERM)  # as a process supervisor would
+        process.wait(timeout=30)  # bounded by --shutdown-timeout (it was 67 s with a stalled upload before)
+        stalled.close()
     # uvicorn shuts down gracefully, then re-raises the signal it caught (so the exit status says SIGTERM)
     assert process.returncode in (0, -signal.SIGTERM)
-    log = open(server["log"]).read()
-    assert "Traceback" not in log and "serving models:/videoclf-test@champion" in log
+    log = open(running["log"]).read()
+    assert "Traceback" not in log and "CancelledError" not in log, log
+    assert log.count("disconnected before its request body arrived") == 1, log

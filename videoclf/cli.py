@@ -148,7 +148,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> None:
     flags = {"host": args.host, "port": args.port, "workers": args.workers, "max_videos": args.max_videos,
-             "max_request_mb": args.max_request_mb, "timeout_s": args.timeout, "max_waiting": args.max_waiting}
+             "max_request_mb": args.max_request_mb, "timeout_s": args.timeout, "max_waiting": args.max_waiting,
+             "body_timeout_s": args.body_timeout, "shutdown_s": args.shutdown_timeout}
     extra = [f"serving.{key}={value}" for key, value in flags.items() if value is not None]
     config = _config(args, extra, optional=True)
     serving = config.serving
@@ -157,7 +158,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     serve(args.model or default_model_uri(config), host=serving.host, port=serving.port, workers=serving.workers,
           allowed_roots=[*serving.allowed_roots, *args.allow_root],
-          limits=Limits.from_config(serving))
+          limits=Limits.from_config(serving), shutdown_s=serving.shutdown_s)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -239,6 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="per request, from its arrival; videos not started by then come back with an error "
                             "(default 60)")
     serve.add_argument("--max-waiting", type=int, help="requests queued per worker before 503 (default 8)")
+    serve.add_argument("--body-timeout", type=float, metavar="SECONDS",
+                       help="the whole request body must arrive within this; a slower upload gets 408 (default 30)")
+    serve.add_argument("--shutdown-timeout", type=float, metavar="SECONDS",
+                       help="on SIGTERM, how long running requests may finish before they are cut (default 5)")
     serve.set_defaults(func=cmd_serve)
     return parser
 

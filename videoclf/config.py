@@ -283,6 +283,8 @@ class ServingConfig(_Section):
     max_request_mb: float = Field(64.0, gt=0)  # per request body (base64 adds a third to the videos' size)
     timeout_s: float = Field(60.0, gt=0)  # from arrival; videos not started by then come back with an error
     max_waiting: int = Field(8, ge=0)  # requests queued per worker beyond the one running; more get 503
+    body_timeout_s: float = Field(30.0, gt=0)  # the whole request body must arrive within this; 408 otherwise
+    shutdown_s: float = Field(5.0, ge=0)  # on SIGTERM, how long running requests may finish before they are cut
 
 
 class Config(_Section):

@@ -9,20 +9,25 @@ answer. What this adds, for clients on other machines:
   ``max_request_mb`` of body (413 otherwise, before any decoding); one prediction
   runs at a time per worker, at most ``max_waiting`` more wait (503 beyond);
   a request's videos not started ``timeout_s`` after it arrived come back with
-  an error, so work cannot pile up behind a slow request;
+  an error, so work cannot pile up behind a slow request; the body itself must
+  arrive within ``body_timeout_s`` (408 otherwise), so a stalled upload holds
+  nothing for long, and a client gone mid-upload is one log line;
 - **a trust boundary**: paths are read only inside ``--allow-root`` folders
   (symlinks resolved; none given: bytes only), see ``videoclf.video_requests``;
-- **strict JSON**: ``null``, never ``NaN``; a malformed request is a 400 that
-  names the expected columns.
+- **strict JSON**: ``null``, never ``NaN``; every answer is a JSON object,
+  errors included (MLflow's plain-text 415 too); a malformed request is a 400
+  that names the expected columns.
 
 Workers are uvicorn processes, each loading the model once; SIGTERM stops
-accepting, lets running requests finish (they are bounded) and exits.
+accepting, gives running requests ``shutdown_s`` to finish, cuts the rest
+(each answered 503 where it still can be) and exits, without tracebacks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -31,6 +36,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request  # FastAPI reads the handlers' annotations: Request must be global
 from fastapi.responses import Response
 from mlflow.exceptions import MlflowException
+from starlette.requests import ClientDisconnect
 
 from videoclf.config import ServingConfig
 from videoclf.video_requests import (
@@ -44,6 +50,7 @@ from videoclf.video_requests import (
 MODEL_ENV = "VIDEOCLF_SERVE_MODEL"  # local path of the downloaded model, for each worker process
 LIMITS_ENV = "VIDEOCLF_SERVE_LIMITS"
 INPUT_COLUMNS = (PATH_COLUMN, BYTES_COLUMN, "window_seconds", "stride_seconds")
+LOG = logging.getLogger("videoclf.serve")
 DRAIN_FACTOR = 4  # bodies up to this many times the limit are read (and dropped) before answering 413
 JSON_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 EXPECTED = (f"Expected JSON like {{\"dataframe_records\": [{{\"{BYTES_COLUMN}\": \"<base64 of the file>\"}}]}} or "
@@ -59,10 +66,12 @@ class Limits:
     max_request_bytes: int
     timeout_s: float
     max_waiting: int
+    body_timeout_s: float = 30.0
 
     @classmethod
     def from_config(cls, serving: ServingConfig) -> Limits:
-        return cls(serving.max_videos, int(serving.max_request_mb * 2**20), serving.timeout_s, serving.max_waiting)
+        return cls(serving.max_videos, int(serving.max_request_mb * 2**20), serving.timeout_s, serving.max_waiting,
+                   serving.body_timeout_s)
 
 
 class Refused(Exception):
@@ -148,7 +157,8 @@ class _BoundedModel:
 
 
 def _json_response(status: int, message: str, headers: dict[str, str] | None = None):
-    error_code = {400: "BAD_REQUEST", 413: "REQUEST_LIMIT_EXCEEDED", 503: "TEMPORARILY_UNAVAILABLE",
+    error_code = {400: "BAD_REQUEST", 408: "REQUEST_TIMEOUT", 413: "REQUEST_LIMIT_EXCEEDED",
+                  415: "UNSUPPORTED_MEDIA_TYPE", 503: "TEMPORARILY_UNAVAILABLE",
                   504: "DEADLINE_EXCEEDED"}.get(status, "INTERNAL_ERROR")
     return Response(json.dumps({"error_code": error_code, "message": message}, allow_nan=False), status_code=status,
                     media_type="application/json", headers=headers)
@@ -181,12 +191,18 @@ def create_app(model, limits: Limits):
         if declared and declared.isdigit() and int(declared) > DRAIN_FACTOR * limits.max_request_bytes:
             raise Refused(413, _too_big(int(declared), limits))
         chunks, size = [], 0
-        async for chunk in request.stream():  # also bounds bodies sent without a length
-            size += len(chunk)
-            if size > DRAIN_FACTOR * limits.max_request_bytes:
-                break
-            if size <= limits.max_request_bytes:
-                chunks.append(chunk)
+        try:
+            async with asyncio.timeout(limits.body_timeout_s):
+                async for chunk in request.stream():  # also bounds bodies sent without a length
+                    size += len(chunk)
+                    if size > DRAIN_FACTOR * limits.max_request_bytes:
+                        break
+                    if size <= limits.max_request_bytes:
+                        chunks.append(chunk)
+        except TimeoutError:
+            raise Refused(408, f"the request body did not arrive within {limits.body_timeout_s:g} s ({size} bytes "
+                               "came); send it faster, or start the server with a higher --body-timeout",
+                          {"Connection": "close"}) from None
         if size > limits.max_request_bytes:
             raise Refused(413, _too_big(size, limits))
         return b"".join(chunks)
@@ -223,6 +239,16 @@ def create_app(model, limits: Limits):
             return _json_response(exc.refused.status, exc.refused.message)
         except MlflowException as exc:
             return _json_response(exc.get_http_status_code(), _client_message(exc))
+        except ClientDisconnect:
+            LOG.warning("a client (%s) disconnected before its request body arrived; nothing done",
+                        request.client.host if request.client else "unknown")
+            return Response(status_code=400)  # nobody reads it
+        except asyncio.CancelledError:  # the server's shutdown time is over: answer if the client still listens
+            LOG.warning("shutting down: a request still running was cut")
+            return _json_response(503, "the server is shutting down; retry on another instance or shortly",
+                                  {"Retry-After": "5", "Connection": "close"})
+        if result.status >= 400 and result.mimetype != "application/json":  # e.g. MLflow's plain-text 415
+            return _json_response(result.status, str(result.response)[:2000])
         return Response(result.response, status_code=result.status, media_type=result.mimetype)
 
     return app
@@ -251,12 +277,15 @@ def app_from_environment():
     from videoclf.console import quiet_tensorflow
 
     quiet_tensorflow()  # silent unless --verbose (VIDEOCLF_VERBOSE)
+    logging.basicConfig(format="%(levelname)s: %(message)s")  # our one-line warnings, in every worker process
     model = mlflow.pyfunc.load_model(os.environ[MODEL_ENV])
     return create_app(model, Limits(**json.loads(os.environ[LIMITS_ENV])))
 
 
-def serve(model_uri: str, *, host: str, port: int, workers: int, allowed_roots: list[Path], limits: Limits) -> None:
-    """Downloads the model once, then runs ``workers`` uvicorn processes on ``host:port`` until SIGTERM/SIGINT."""
+def serve(model_uri: str, *, host: str, port: int, workers: int, allowed_roots: list[Path], limits: Limits,
+          shutdown_s: float = 5.0) -> None:
+    """Downloads the model once, then runs ``workers`` uvicorn processes on ``host:port`` until SIGTERM/SIGINT
+    (then running requests get ``shutdown_s`` seconds)."""
     import mlflow
     import uvicorn
     from mlflow.environment_variables import _MLFLOW_IS_IN_SERVING_ENVIRONMENT
@@ -281,6 +310,7 @@ def serve(model_uri: str, *, host: str, port: int, workers: int, allowed_roots: 
     reads = f"paths under {', '.join(roots)} and bytes" if roots else "video bytes only (no --allow-root)"
     print(f"serving {model_uri} on http://{host}:{port}/invocations with {workers} worker(s); reads {reads}; "
           f"limits: {limits.max_videos} videos and {limits.max_request_bytes / 2**20:.0f} MiB per request, "
-          f"{limits.timeout_s:.0f} s per request, {limits.max_waiting} waiting per worker", flush=True)
+          f"{limits.timeout_s:g} s per request, {limits.body_timeout_s:g} s for its body, {limits.max_waiting} "
+          f"waiting per worker", flush=True)
     uvicorn.run("videoclf.serving:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                timeout_graceful_shutdown=int(limits.timeout_s) + 5, log_level="warning")
+                timeout_graceful_shutdown=shutdown_s, log_level="warning")
