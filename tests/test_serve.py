@@ -206,3 +206,21 @@ def test_slow_uploads_disconnects_and_sigterm_are_bounded_and_quiet(searched, tm
     log = open(running["log"]).read()
     assert "Traceback" not in log and "CancelledError" not in log, log
     assert log.count("disconnected before its request body arrived") == 1, log
+
+
+def test_bad_windows_over_http_are_row_errors(server):
+    path = str(server["video"])
+    status, answer = _post(server["url"], {"dataframe_split": {
+        "columns": ["video_path", "window_seconds", "stride_seconds"],
+        "data": [[path, 0, None], [path, -1, None], [path, None, 0.5], [path, 1.0, 0]]}})
+    assert status == 200
+    errors = [row["error"] for row in answer["predictions"]]
+    assert all(e and "must be a finite number of seconds greater than 0" in e for e in (errors[0], errors[1], errors[3]))
+    assert "stride_seconds was given without window_seconds" in errors[2]
+    status, answer = _post(server["url"], {"dataframe_split": {"columns": ["video_path", "window_seconds"],
+                                                               "data": [[path, "NaN"]]}})
+    assert status == 400 and "row 0: window_seconds must be a number of seconds or null. Received: 'NaN'" in \
+        answer["message"]
+    status, answer = _post(server["url"], b'{"dataframe_split": {"columns": ["video_path", "window_seconds"], '
+                                          b'"data": [["x.avi", NaN]]}}')
+    assert status == 400 and "NaN is not a JSON value" in answer["message"]

@@ -156,3 +156,43 @@ def test_a_truncated_tracking_store_is_one_clear_error(searched, tmp_path):
         assert result.returncode == 2, result.stderr[-2000:]
         assert "Cannot open the MLflow tracking store" in result.stderr and "mlflow.db.broken" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("window,stride,message", [
+    (0, None, "--window must be a finite number of seconds greater than 0. Received: 0"),
+    (-1, None, "--window must be a finite number of seconds greater than 0"),
+    (float("inf"), None, "--window must be a finite number"),
+    (2, 0, "--stride must be a finite number of seconds greater than 0. Received: 0"),
+    (None, 1, "--stride was given without --window"),
+])
+def test_bad_window_settings_are_refused_before_anything_runs(window, stride, message):
+    from videoclf.errors import VideoclfError
+    from videoclf.use_model import predict_videos
+
+    with pytest.raises(VideoclfError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        predict_videos(["any.avi"], "models:/never-loaded/1", window=window, stride=stride)
+
+
+def test_bad_windows_in_pyfunc_columns_are_row_errors_and_in_params_refuse_the_request(searched):
+    import mlflow
+
+    from videoclf.video_requests import RequestError
+
+    mlflow.set_tracking_uri(searched["uri"])
+    try:
+        model = mlflow.pyfunc.load_model(MODEL)
+    finally:
+        mlflow.set_tracking_uri(None)
+    video = str(searched["videos"][0])
+    table = model.predict(pd.DataFrame({"video_path": [video] * 5,
+                                        "window_seconds": [0.0, -1.0, np.inf, np.nan, np.nan],
+                                        "stride_seconds": [np.nan, np.nan, np.nan, 0.2, np.nan]}))
+    errors = table.error.tolist()
+    assert "window_seconds must be a finite number of seconds greater than 0. Received: 0.0" in errors[0]
+    assert "Received: -1.0" in errors[1] and "Received: inf" in errors[2]
+    assert "stride_seconds was given without window_seconds" in errors[3]
+    assert errors[4] is None and table.predicted_label.notna().tolist() == [False] * 4 + [True]
+    for params, message in (({"window_seconds": 0.0}, "params: window_seconds must be"),
+                            ({"stride_seconds": 1.0}, "params: stride_seconds was given without")):
+        with pytest.raises(RequestError, match=message):
+            model.predict(pd.DataFrame({"video_path": [video]}), params=params)

@@ -44,12 +44,14 @@ from videoclf.video_requests import (
     BYTES_COLUMN,
     PATH_COLUMN,
     REQUEST_DEADLINE,
+    STRIDE_COLUMN,
+    WINDOW_COLUMN,
     RequestError,
 )
 
 MODEL_ENV = "VIDEOCLF_SERVE_MODEL"  # local path of the downloaded model, for each worker process
 LIMITS_ENV = "VIDEOCLF_SERVE_LIMITS"
-INPUT_COLUMNS = (PATH_COLUMN, BYTES_COLUMN, "window_seconds", "stride_seconds")
+INPUT_COLUMNS = (PATH_COLUMN, BYTES_COLUMN, WINDOW_COLUMN, STRIDE_COLUMN)
 LOG = logging.getLogger("videoclf.serve")
 DRAIN_FACTOR = 4  # bodies up to this many times the limit are read (and dropped) before answering 413
 JSON_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -102,7 +104,7 @@ def request_shape(body: bytes, content_type: str) -> tuple[list[str], int] | Non
     if mime != "application/json":
         return None
     try:
-        payload = json.loads(body)
+        payload = json.loads(body, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Refused(400, f"The request body is not valid JSON ({exc}). {EXPECTED}") from None
     keys = [k for k in JSON_FORMATS if isinstance(payload, dict) and k in payload]
@@ -126,7 +128,16 @@ def request_shape(body: bytes, content_type: str) -> tuple[list[str], int] | Non
         # MLflow decodes base64 column by column: a null in it fails the whole request deep inside MLflow.
         raise Refused(400, f"'{BYTES_COLUMN}' must hold base64 text in every row of a request; send rows by path "
                            f"and rows by bytes in separate requests. {EXPECTED}")
+    for column in (WINDOW_COLUMN, STRIDE_COLUMN):  # MLflow would turn "NaN" or "2" into numbers without a word
+        for index, record in enumerate(records):
+            value = record.get(column)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise Refused(400, f"row {index}: {column} must be a number of seconds or null. Received: {value!r}")
     return [str(c) for c in columns], len(records)
+
+
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not a JSON value (use null)")
 
 
 def check_shape(columns: list[str], rows: int, limits: Limits) -> None:

@@ -13,6 +13,7 @@ from videoclf.errors import DataError, VideoclfError
 from videoclf.evaluation import Evaluation, evaluate_probabilities, format_report, write_report_files
 from videoclf.features.decode import shown
 from videoclf.video_model import ERROR_COLUMN, WARNING_COLUMN, load_settings, sampled_frames
+from videoclf.video_requests import STRIDE_COLUMN, WINDOW_COLUMN, window_setting
 
 
 def default_model_uri(config: Config) -> str:
@@ -70,11 +71,14 @@ def predict_videos(paths: list[str], model_uri: str, gif: Path | None = None, cs
     for target in (gif, csv):
         if target is not None and not Path(target).parent.is_dir():
             raise VideoclfError(f"Output folder {Path(target).parent} does not exist; create it or choose another path.")
+    try:
+        span = window_setting(window, stride, "--window", "--stride")
+    except ValueError as exc:
+        raise VideoclfError(str(exc)) from None
     model = load_video_model(model_uri)
     request = pd.DataFrame({"video_path": [str(p) for p in paths]})
-    if window:
-        request["window_seconds"] = float(window)
-        request["stride_seconds"] = float(stride or window)
+    if span:
+        request[WINDOW_COLUMN], request[STRIDE_COLUMN] = span
     table = model.predict(request)
     settings = load_settings(model)
     for _, row in table.iterrows():

@@ -21,7 +21,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, DataType, Schema
+from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 
 from videoclf.config import ExtractorConfig, MotionConfig, SamplingConfig
 from videoclf.streams import stream_sequences, uses_appearance, uses_motion
@@ -29,7 +29,9 @@ from videoclf.versions import installed_versions
 from videoclf.video_requests import (
     BYTES_COLUMN,
     PATH_COLUMN,
+    STRIDE_COLUMN,
     TIME_LIMIT_ERROR,
+    WINDOW_COLUMN,
     VideoRequest,
     allowed_roots,
     name_sent_bytes,
@@ -124,13 +126,14 @@ def video_signature(classes) -> ModelSignature:
     """What the served model takes and returns, shown in the registry UI; MLflow decodes base64 ``video_bytes``.
 
     Every input column is optional: a row gives ``video_path`` or ``video_bytes`` (then the path is only its
-    name), optionally with ``window_seconds`` / ``stride_seconds``. Outputs: a probability per class (null
-    where the row failed), the predicted label, the row's error and warning, and the window columns.
+    name), optionally with ``window_seconds`` / ``stride_seconds``, which may also come as params for every row.
+    Outputs: a probability per class (null where the row failed), the predicted label, the row's error and warning,
+    and the window columns.
     """
     inputs = [ColSpec(DataType.string, PATH_COLUMN, required=False),
               ColSpec(DataType.binary, BYTES_COLUMN, required=False),
-              ColSpec(DataType.double, "window_seconds", required=False),
-              ColSpec(DataType.double, "stride_seconds", required=False)]
+              ColSpec(DataType.double, WINDOW_COLUMN, required=False),
+              ColSpec(DataType.double, STRIDE_COLUMN, required=False)]
     outputs = [ColSpec(DataType.string, PATH_COLUMN, required=False),
                *[ColSpec(DataType.double, str(c), required=False) for c in classes],
                ColSpec(DataType.string, LABEL_COLUMN, required=False),
@@ -139,7 +142,9 @@ def video_signature(classes) -> ModelSignature:
                ColSpec(DataType.string, "kind", required=False),
                ColSpec(DataType.double, "window_start", required=False),
                ColSpec(DataType.double, "window_end", required=False)]
-    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
+    params = ParamSchema([ParamSpec(WINDOW_COLUMN, DataType.double, None),
+                          ParamSpec(STRIDE_COLUMN, DataType.double, None)])
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs), params=params)
 
 
 class VideoClassifier(mlflow.pyfunc.PythonModel):
@@ -248,6 +253,9 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         rows = [VideoRequest(r.name, error=refusal) if r.path is not None and (refusal := path_refusal(r.path, roots))
                 else r for r in rows]
         windows = window_requests(model_input, params, len(rows))
+        rows = [VideoRequest(r.name, error=w) if isinstance(w, str) and r.error is None else r
+                for r, w in zip(rows, windows)]
+        windows = [None if isinstance(w, str) else w for w in windows]
         if any(w is not None for w in windows):
             tables = [self._predict_windows(row, *w) if w else _whole_video_row(self._predict_chunk([row]))
                       for row, w in zip(rows, windows)]

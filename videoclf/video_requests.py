@@ -154,22 +154,55 @@ def video_files(rows: list[VideoRequest]):
         yield files
 
 
-def window_requests(model_input: Any, params: dict | None, count: int) -> list[tuple[float, float] | None]:
-    """Per row: ``(window, stride)`` seconds, from ``window_seconds`` / ``stride_seconds`` columns or params;
-    None where the whole video is wanted. The stride defaults to the window (no overlap)."""
+WINDOW_COLUMN, STRIDE_COLUMN = "window_seconds", "stride_seconds"
+
+
+def window_setting(window: Any, stride: Any, window_name: str = WINDOW_COLUMN,
+                   stride_name: str = STRIDE_COLUMN) -> tuple[float, float] | None:
+    """``(window, stride)`` seconds, or None for the whole video (no window). Missing values are None or NaN
+    (JSON null); a window must be a finite number of seconds > 0, and so must a stride, which defaults to the window
+    and needs one. Raises ValueError naming the setting otherwise: one rule for the CLI, params, columns and HTTP."""
+    window, stride = _seconds(window, window_name), _seconds(stride, stride_name)
+    if window is None:
+        if stride is not None:
+            raise ValueError(f"{stride_name} was given without {window_name}: set a window too, or leave the "
+                             "stride out to predict the whole video")
+        return None
+    return window, window if stride is None else stride
+
+
+def _seconds(value: Any, name: str) -> float | None:
+    if _missing(value):
+        return None
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number of seconds. Received: {value!r}") from None
+    if not np.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"{name} must be a finite number of seconds greater than 0. Received: {value!r}")
+    return seconds
+
+
+def window_requests(model_input: Any, params: dict | None, count: int) -> list[tuple[float, float] | str | None]:
+    """Per row: ``(window, stride)`` seconds, from ``window_seconds`` / ``stride_seconds`` columns or params; None
+    where the whole video is wanted; the error message where the row's setting is invalid. An invalid setting in
+    ``params`` holds for every row: the request is refused (RequestError)."""
     params = params or {}
-    windows = [params.get("window_seconds")] * count
-    strides = [params.get("stride_seconds")] * count
-    if isinstance(model_input, pd.DataFrame):
-        if "window_seconds" in model_input.columns:
-            windows = list(model_input["window_seconds"])
-        if "stride_seconds" in model_input.columns:
-            strides = list(model_input["stride_seconds"])
-    out = []
+    try:
+        default = window_setting(params.get(WINDOW_COLUMN), params.get(STRIDE_COLUMN))
+    except ValueError as exc:
+        raise RequestError(f"params: {exc}") from None
+    columns = model_input.columns if isinstance(model_input, pd.DataFrame) else ()
+    if WINDOW_COLUMN not in columns and STRIDE_COLUMN not in columns:
+        return [default] * count
+    windows = list(model_input[WINDOW_COLUMN]) if WINDOW_COLUMN in columns else [params.get(WINDOW_COLUMN)] * count
+    strides = list(model_input[STRIDE_COLUMN]) if STRIDE_COLUMN in columns else [params.get(STRIDE_COLUMN)] * count
+    out: list[tuple[float, float] | str | None] = []
     for window, stride in zip(windows, strides):
-        if window is None or pd.isna(window) or float(window) <= 0:
-            out.append(None)
-        else:
-            stride = float(window) if stride is None or pd.isna(stride) else float(stride)
-            out.append((float(window), stride))
+        try:
+            out.append(window_setting(window, stride))
+        except ValueError as exc:
+            out.append(str(exc))
     return out
