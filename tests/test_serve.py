@@ -224,3 +224,25 @@ def test_bad_windows_over_http_are_row_errors(server):
     status, answer = _post(server["url"], b'{"dataframe_split": {"columns": ["video_path", "window_seconds"], '
                                           b'"data": [["x.avi", NaN]]}}')
     assert status == 400 and "NaN is not a JSON value" in answer["message"]
+
+
+def test_mlflow_models_serve_names_bad_bytes_and_missing_columns(searched, tmp_path):
+    """MLflow's own server (README offers it too): what the model sees there is answered as clearly."""
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": searched["uri"], "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    log = (tmp_path / "mlflow-serve.log").open("w")
+    process = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", MODEL, "-p", str(port),
+                                "--env-manager", "local"], cwd=tmp_path, env=env, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{url}/ping", process)
+        status, answer = _post(url, {"dataframe_records": [{"video_bytes": "!!!!"}]})  # decodes to no bytes at all
+        assert status == 200
+        assert "holds no bytes after base64 decoding: invalid base64" in answer["predictions"][0]["error"]
+        status, answer = _post(url, {"dataframe_records": [{"path": "v.avi"}]})
+        assert status == 400 and "stack_trace" not in answer
+        assert "neither" in answer["message"] and "video_path" in answer["message"], answer
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)

@@ -273,9 +273,9 @@ def _too_big(size: int, limits: Limits) -> str:
 
 def _client_message(exc: MlflowException) -> str:
     """MLflow's message without a stack trace or the request's data echoed back (megabytes of base64)."""
-    if isinstance(exc.__context__, RequestError):  # MLflow wraps what the model raised in a generic message
-        return f"{exc.__context__} {EXPECTED}"
     message = exc.message
+    if isinstance(exc, RequestError):  # what the model refused, its message prefixed by MLflow with the data
+        return f"{message.split(chr(10) + 'Error: ', 1)[-1]} {EXPECTED}"[:2000]
     if message.startswith("Failed to predict data") and "\nError: " in message:
         message = message.split("\nError: ", 1)[1]
     return message[:2000]

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 PATH_COLUMN = "video_path"
 BYTES_COLUMN = "video_bytes"
@@ -31,8 +33,13 @@ ALLOWED_ROOTS_ENV = "VIDEOCLF_ALLOWED_ROOTS"  # os.pathsep-separated folders a s
 REQUEST_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("videoclf_deadline", default=None)
 
 
-class RequestError(ValueError):
-    """The request itself is malformed (no usable column): the whole request is refused with this message."""
+class RequestError(MlflowException, ValueError):
+    """The request itself is malformed (no usable column, bad params): the whole request is refused with this
+    message. An MlflowException with a client-error code, so MLflow's own server (``mlflow models serve``) answers
+    400 with it rather than a generic error and a stack trace."""
+
+    def __init__(self, message: str):
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
 
 
 @dataclass(frozen=True)
@@ -70,8 +77,11 @@ def video_requests(model_input: Any) -> list[VideoRequest]:
         return [VideoRequest(None, data=bytes(i)) if isinstance(i, (bytes, bytearray)) else VideoRequest(str(i), str(i))
                 for i in items]
     if PATH_COLUMN not in model_input.columns and BYTES_COLUMN not in model_input.columns:
+        received = [str(c) for c in model_input.columns]
         raise RequestError(f"Expected a '{PATH_COLUMN}' (string) and/or '{BYTES_COLUMN}' (binary; base64 in JSON) "
-                           f"column. Received columns: {[str(c) for c in model_input.columns]}")
+                           "column. " + (f"Received columns: {received}" if received else
+                                         "The request held neither (a model server drops the columns its model "
+                                         "does not know before the model sees them; check the column names)"))
     paths = model_input[PATH_COLUMN] if PATH_COLUMN in model_input.columns else [None] * len(model_input)
     blobs = model_input[BYTES_COLUMN] if BYTES_COLUMN in model_input.columns else [None] * len(model_input)
     rows = []
@@ -79,9 +89,14 @@ def video_requests(model_input: Any) -> list[VideoRequest]:
         name = None if _missing(path) else str(path)
         if not _missing(blob):
             try:
-                rows.append(VideoRequest(name, data=_as_bytes(blob)))
+                data = _as_bytes(blob)
             except (TypeError, ValueError) as exc:
                 rows.append(VideoRequest(name, error=f"{BYTES_COLUMN} is not readable: {exc}"))
+                continue
+            # MLflow's server decodes base64 leniently: invalid text comes out as no bytes at all
+            rows.append(VideoRequest(name, data=data) if data else VideoRequest(
+                name, error=f"{BYTES_COLUMN} holds no bytes after base64 decoding: invalid base64, or an empty file "
+                            "(send the video file's bytes, base64-encoded)"))
         elif name is not None:
             rows.append(VideoRequest(name, path=name))
         else:
