@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
@@ -264,3 +265,21 @@ def test_unusable_labels_stop_before_any_run(tmp_path, make_config, tracking_uri
         run_search(config, "labels", progress=False)
     experiment = MlflowClient().get_experiment_by_name("test")
     assert experiment is None or not MlflowClient().search_runs([experiment.experiment_id])
+
+
+def test_a_trial_run_replaced_on_resume_is_ended_before_it_is_deleted(tracking_uri):
+    from videoclf.tracking import SearchTracker
+
+    first = SearchTracker("test", "resumed-search", "resumed")
+    first.trial_started("00", {"units": 8})  # then the process dies: its run stays RUNNING
+    stale = first.trial_run_id("00")
+    again = SearchTracker("test", "resumed-search", "resumed")  # the resume
+    again.trial_started("00", {"units": 8})
+    client = MlflowClient()
+    replaced = client.get_run(stale)
+    assert replaced.info.lifecycle_stage == "deleted" and replaced.info.status == "KILLED"
+    assert replaced.data.tags[STATUS_TAG] == "REPLACED"
+    assert again.trial_run_id("00") != stale
+    experiment = client.get_experiment_by_name("test").experiment_id
+    every_run = client.search_runs([experiment], run_view_type=ViewType.ALL)
+    assert [r.info.status for r in every_run].count("RUNNING") == 2  # the live trial and its parent, nothing else

@@ -238,8 +238,13 @@ class SearchTracker:
             [self.experiment_id], f"tags.{SEARCH_TAG} = '{self.search_id}' and tags.{TRIAL_TAG} = '{trial_id}'")
 
     def trial_started(self, trial_id: str, params: dict[str, Any]) -> None:
-        # A run left by a crashed attempt of this trial is replaced: one run per trial.
+        # A run left by a crashed attempt of this trial is replaced: one run per trial. It is ended first (KILLED,
+        # tagged why), so no run is left RUNNING, deleted or not (a deleted run can be restored).
         for stale in self._existing_trial_runs(trial_id):
+            if stale.info.status == "RUNNING":
+                self.client.set_tag(stale.info.run_id, STATUS_TAG, "REPLACED")
+                self.client.set_tag(stale.info.run_id, "error", "its process stopped mid-trial; the trial ran again")
+                self.client.set_terminated(stale.info.run_id, "KILLED")
             self.client.delete_run(stale.info.run_id)
         run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial_id}", tags={
             "mlflow.parentRunId": self.parent_run_id, SEARCH_TAG: self.search_id, TRIAL_TAG: trial_id,
