@@ -283,3 +283,56 @@ def test_a_trial_run_replaced_on_resume_is_ended_before_it_is_deleted(tracking_u
     experiment = client.get_experiment_by_name("test").experiment_id
     every_run = client.search_runs([experiment], run_view_type=ViewType.ALL)
     assert [r.info.status for r in every_run].count("RUNNING") == 2  # the live trial and its parent, nothing else
+
+
+def test_a_full_artifact_store_is_one_message_and_nothing_is_registered(tmp_path, make_config):
+    """A real small file system under the artifact store (a tmpfs in a private mount namespace; skipped where that
+    is not permitted): the search runs, logging the model fails, the user reads one message."""
+    path = make_config({**TINY_SEARCH, "tuning.max_trials": 1})
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    client.create_experiment("test", artifact_location=str(artifacts))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", "MLFLOW_TRACKING_URI": uri}
+    script = f"""
+    mount -t tmpfs -o size=96k tmpfs {artifacts} || exit 77
+    {sys.executable} -m videoclf tune --config {path}
+    """
+    try:
+        result = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
+                                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    except FileNotFoundError:
+        pytest.skip("unshare is not installed")
+    if result.returncode == 77 or "unshare:" in result.stderr[:300]:
+        pytest.skip(f"cannot mount a private tmpfs here: {result.stderr[:200]}")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "Cannot write to the MLflow artifact store" in error[0], result.stderr[-3000:]
+    assert str(artifacts) in error[0] and "No space left on device" in error[0] and "Nothing was registered" in error[0]
+    parent = client.search_runs([client.get_experiment_by_name("test").experiment_id],
+                                f"tags.{ROLE_TAG} = 'search'")[0]
+    assert parent.info.status == "FAILED"
+    assert not client.search_registered_models()
+
+
+def test_storage_failures_name_the_place_and_other_errors_pass_through():
+    import errno
+    import sqlite3
+
+    from videoclf.errors import StorageError, writing_to
+
+    with pytest.raises(StorageError, match=r"the tuner directory /t: No space left on device \(/t/trial.json\)\. "
+                                           r"Set it elsewhere\. Nothing was registered"):
+        with writing_to("the tuner directory /t", "set it elsewhere"):
+            try:
+                raise OSError(errno.ENOSPC, "No space left on device", "/t/trial.json")
+            except OSError as exc:
+                raise RuntimeError("saving the trial failed") from exc  # as a library wraps it
+    with pytest.raises(StorageError, match="Cannot write to the MLflow tracking store: database or disk is full"):
+        with writing_to("the tuner directory /t", "set it elsewhere"):
+            raise sqlite3.OperationalError("database or disk is full")
+    with pytest.raises(ValueError, match="unrelated"):
+        with writing_to("the tuner directory /t", "set it elsewhere"):
+            raise ValueError("unrelated")

@@ -185,6 +185,10 @@ class SearchTracker:
         self.client.log_inputs(self.parent_run_id, datasets=[DatasetInput(
             dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "train")])])
 
+    def artifact_store(self) -> str:
+        """Where the parent run's artifacts (reports, the registered model) are written."""
+        return self.client.get_run(self.parent_run_id).info.artifact_uri
+
     def finish(self, status: str = "FINISHED") -> None:
         if self.owns_parent:  # `mlflow run` ends its own project run
             self.client.set_terminated(self.parent_run_id, status)
@@ -195,11 +199,13 @@ class SearchTracker:
         try:
             yield self
         except KeyboardInterrupt:
-            self.finish("KILLED")
+            with contextlib.suppress(Exception):  # the store may be what failed: the error raised is what matters
+                self.finish("KILLED")
             raise
         except BaseException as exc:
-            self.client.set_tag(self.parent_run_id, "error", f"{type(exc).__name__}: {exc}"[:5000])
-            self.finish("FAILED")
+            with contextlib.suppress(Exception):
+                self.client.set_tag(self.parent_run_id, "error", f"{type(exc).__name__}: {exc}"[:5000])
+                self.finish("FAILED")
             raise
         else:
             self.finish("FINISHED")

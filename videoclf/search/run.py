@@ -24,7 +24,7 @@ from videoclf.config import Config
 from videoclf.console import markdown_table
 from videoclf.data.ensure import ensure_data
 from videoclf.dataset import Fold, SplitData, Vocabulary, load_split, make_folds, selection_digest
-from videoclf.errors import DataError, VideoclfError
+from videoclf.errors import DataError, VideoclfError, writing_to
 from videoclf.evaluation import Evaluation, evaluate_probabilities, format_report, write_report_files
 from videoclf.features.extract import extract_split
 from videoclf.features.backbones import FEATURE_DIMS, WeightsSource, resolve_weights
@@ -355,6 +355,14 @@ def publish(config: Config, tracker: SearchTracker, model, best, data: PreparedD
                     test_accuracy=final.registered.accuracy, test_digest=data.test.digest, tags=tags)
 
 
+def _writing_artifacts(tracker: SearchTracker):
+    """A full (or read-only) artifact store met in the block: one message naming it."""
+    return writing_to(f"the MLflow artifact store ({tracker.artifact_store()})",
+                      "make room there, or log to an experiment whose artifacts live elsewhere (create one with "
+                      "`mlflow experiments create -n NAME --artifact-location DIR`, then --set "
+                      "tracking.experiment_name=NAME)")
+
+
 # -- the job ------------------------------------------------------------------
 def search_lock(config: Config, search_id: str):
     """One process at a time drives a search (its tuner files and its MLflow runs); a second one started
@@ -394,15 +402,18 @@ def _run(config: Config, tracker: SearchTracker | None, hypermodel, data: Prepar
     worker = bool(role) and role != "chief"
     with tracker.parent_status() if tracker else contextlib.nullcontext():
         if tracker and not worker:
-            tracker.log_setup(
-                config=config.to_dict(), space=config.search.model_dump(mode="json"), tuner=config.tuning.tuner,
-                weights={"kind": weights.describe(), "digest": weights.digest},
-                dataset_table=pd.DataFrame({"video": data.train.keys,
-                                            "label": [data.vocabulary.classes[i] for i in data.train.labels]}),
-                dataset_digest=data.train.digest, dataset_source=str(config.data.csv_path("train")))
+            with _writing_artifacts(tracker):
+                tracker.log_setup(
+                    config=config.to_dict(), space=config.search.model_dump(mode="json"), tuner=config.tuning.tuner,
+                    weights={"kind": weights.describe(), "digest": weights.digest},
+                    dataset_table=pd.DataFrame({"video": data.train.keys,
+                                                "label": [data.vocabulary.classes[i] for i in data.train.labels]}),
+                    dataset_digest=data.train.digest, dataset_source=str(config.data.csv_path("train")))
         keras.utils.set_random_seed(config.training.seed)
         tuner = make_tuner(config, hypermodel, data.folds, tracker, search_id)
-        search(tuner, config, search_id)
+        with writing_to(f"the tuner directory {config.tuning.directory}", "make room there, or set tuning.directory "
+                        "to another folder (e.g. --set tuning.directory=/scratch/tuner)"):
+            search(tuner, config, search_id)
         if worker:
             print(f"worker {role}: no trials left; the chief tests and registers the winner", flush=True)
             return None
@@ -438,10 +449,11 @@ def _finish(config: Config, tuner, hypermodel, tracker, data: PreparedData, weig
           + format_report(final.registered))
     registration = None
     if tracker:
-        _log_report(tracker, config, name, best, data, final, baselines, trials, comparison, summary)
-        if register_model:
-            registration = publish(config, tracker, final.ensemble, best, data, final, weights)
-            # the UI shows the model on the parent run; the winning trial points at it too
+        with _writing_artifacts(tracker):
+            _log_report(tracker, config, name, best, data, final, baselines, trials, comparison, summary)
+            if register_model:
+                registration = publish(config, tracker, final.ensemble, best, data, final, weights)
+        if registration:  # the UI shows the model on the parent run; the winning trial points at it too
             tracker.tag_trial(best.trial_id, "registered_model_version", f"{registration.name}/{registration.version}")
         tracker.set_tags({"mlflow.note.content": leaderboard_markdown(
             name, data, best, trials, comparison, summary, registration)})
