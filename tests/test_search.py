@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from videoclf.config import load_config
-from videoclf.search.run import run_search, search_id_for
+from videoclf.search.run import FinishedEarlier, run_search, search_id_for
 from videoclf.tracking import ROLE_TAG, STATUS_TAG
 
 from conftest import REPO, TINY_SEARCH, trial_runs, worker_pid
@@ -69,9 +69,19 @@ def test_search_logs_every_trial_registers_and_tests_the_winner(tmp_path, make_c
     assert float(version.tags["test_accuracy"]) == pytest.approx(result.evaluation.accuracy, abs=1e-6)
     assert float(version.tags["selection_score"]) == pytest.approx(result.best_val_score, abs=1e-6)
 
-    again = run_search(config, "tiny", progress=False)  # a finished search: nothing re-run, nothing re-registered
+    capsys.readouterr()
+    again = run_search(config, "tiny", progress=False)  # a finished search: nothing redone, only reported
+    out = capsys.readouterr().out
+    assert isinstance(again, FinishedEarlier) and again.parent_run_id == result.parent_run_id
     assert again.registration.version == result.registration.version and again.registration.champion
+    assert "finished earlier with the same data and settings: nothing to do" in out
+    assert f"videoclf-test version {result.registration.version}, holds 'champion'" in out
+    assert "refitting" not in out and "data:" not in out  # no refit, not even a cache read
     assert len(client.search_model_versions("name = 'videoclf-test'")) == 1
+    assert client.get_run(result.parent_run_id).data.tags["registered_model_version"] == "videoclf-test/1"
+    more = load_config(make_config({**TINY_SEARCH, "tuning.max_trials": 3, "tuning.final_seeds": 1,
+                                    "training.cv_folds": 3, "tuning.baselines": ["pooled_logreg"]}))
+    assert not isinstance(run_search(more, "tiny", progress=False), FinishedEarlier)  # other final settings: work
 
 
 def test_failing_trial_is_failed_and_the_search_completes(tmp_path, make_config, tracking_uri, monkeypatch):

@@ -102,3 +102,27 @@ def tune_summary(*, tracking_uri: str, experiment: str, experiment_id: str, run_
         lines.append(f"  videoclf predict {example_video} --model models:/{registration.name}/{registration.version}")
     lines.append("=" * 78)
     return "\n".join(lines)
+
+
+def finished_summary(run, registration, alias: str) -> str:
+    """What a re-run of a finished search says instead of working: the result, the registry entry, where to look."""
+    import mlflow
+
+    metrics, tags = run.data.metrics, run.data.tags
+    tracking_uri = mlflow.get_tracking_uri()
+    lines = ["", "=" * 78, f"search {tags['videoclf_search_id']} finished earlier with the same data and settings: "
+             "nothing to do (raise tuning.max_trials to search further)",
+             f"  tracking store : {tracking_uri}",
+             f"  search run     : {run.info.run_id} ({ui_url(run.info.experiment_id, run.info.run_id)} in the UI)"]
+    if "selection_score" in metrics and "test_accuracy" in metrics:
+        lines.append(f"  result         : selection score {metrics['selection_score']:.4f}, test accuracy "
+                     f"{metrics['test_accuracy']:.4f}")
+    if registration is not None:
+        holds = f"holds '{alias}'" if registration.champion else f"does not hold '{alias}'"
+        lines.append(f"  registered     : {registration.name} version {registration.version}, {holds} "
+                     f"({registration.reason})")
+    lines += ["", "next:", f"  {ui_command(tracking_uri)}"]
+    if registration is not None:
+        lines.append(f"  videoclf predict VIDEO --model models:/{registration.name}/{registration.version}")
+    lines.append("=" * 78)
+    return "\n".join(lines)

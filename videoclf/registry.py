@@ -58,6 +58,24 @@ def existing_version(name: str, alias: str, tags: dict[str, str], selection_dige
     return None
 
 
+def registration_of(pointer: str | None, alias: str) -> Registration | None:
+    """The registration a run's ``name/version`` pointer names, as it stands now (None if gone)."""
+    if not pointer:
+        return None
+    name, _, version = pointer.rpartition("/")
+    client = MlflowClient()
+    try:
+        model_version = client.get_model_version(name, version)
+    except MlflowException:
+        return None
+    holder = _current_champion(client, name, alias)
+    champion = holder is not None and str(holder.version) == str(version)
+    reason = ("registered by this search" if champion else
+              f"registered by this search; '{alias}' is now version {holder.version}" if holder else
+              f"registered by this search; no version holds '{alias}'")
+    return Registration(name, str(version), champion, reason, model_version.source)
+
+
 def register(model_uri: str, *, name: str, alias: str, selection_score: float, selection_digest: str,
              higher_is_better: bool, test_accuracy: float, test_digest: str, tags: dict[str, str]) -> Registration:
     """Registers ``model_uri`` under ``name``; gives it ``alias`` only if its selection score beats the holder's."""

@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 from videoclf.versions import installed_versions
 
 SEARCH_TAG = "videoclf_search_id"
+FINISHED_TAG = "videoclf_finished"  # on a parent run whose whole job ended: what it finished (a fingerprint)
 TRIAL_TAG = "kt_trial_id"
 STATUS_TAG = "kt_status"
 ROLE_TAG = "videoclf_role"
@@ -73,6 +74,20 @@ def experiment_id(client: MlflowClient, name: str) -> str:
             if experiment is None:
                 raise
     return experiment.experiment_id
+
+
+def finished_parent_run(experiment_name: str, search_id: str, fingerprint: str):
+    """The latest parent run of ``search_id``, if it FINISHED and its job finished with ``fingerprint``."""
+    client = open_store()
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return None
+    runs = client.search_runs([experiment.experiment_id],
+                              f"tags.{SEARCH_TAG} = '{search_id}' and tags.{ROLE_TAG} = 'search'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    if runs and runs[0].info.status == "FINISHED" and runs[0].data.tags.get(FINISHED_TAG) == fingerprint:
+        return runs[0]
+    return None
 
 
 def package_versions() -> dict[str, str]:

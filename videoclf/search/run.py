@@ -33,7 +33,7 @@ from videoclf.registry import Registration, register, sequence_signature
 from videoclf.video_model import model_requirements
 from videoclf.search.hypermodel import SequenceHyperModel, trial_stream
 from videoclf.search.tuner import best_epoch_of, make_tuner
-from videoclf.tracking import SearchTracker
+from videoclf.tracking import FINISHED_TAG, SearchTracker
 
 
 SUMMARY_COLUMNS = ("trial", "status", "score", "score_se", "family", "streams", "inputs", "temporal_centering", "seq_length", "learning_rate")
@@ -92,6 +92,45 @@ class SearchResult:
     trials: pd.DataFrame
     trial_seconds: dict[str, float]  # wall time of the trials this process ran, tracking included
     tracking_seconds: float  # of which spent in MLflow calls
+
+
+@dataclass(frozen=True)
+class FinishedEarlier:
+    """A re-run of a search that had finished with the same data and settings: nothing was done again."""
+
+    search_id: str
+    parent_run_id: str
+    registration: Registration | None
+
+
+def finish_fingerprint(config: Config, search_id: str, weights: WeightsSource, register_model: bool) -> str:
+    """What a finished job's results depend on beyond its search id: the listed videos (names, labels, sizes,
+    modification times), the weights, the trial budget, the final refits, the baselines and where the winner goes.
+    Equal fingerprints: re-running would redo the same work for the same answer."""
+    from videoclf.data.videos import split_videos
+
+    videos = {split: [(v.key, tag, v.size, v.mtime_ns) for v, tag in zip(*split_videos(config, split))]
+              for split in ("train", "test")}
+    tuning = config.tuning
+    identity = {"search_id": search_id, "videos": videos, "weights": weights.digest, "max_trials": tuning.max_trials,
+                "final_seeds": tuning.final_seeds, "baselines": list(tuning.baselines),
+                "register": [config.tracking.registered_model_name, config.tracking.champion_alias] if register_model
+                else None}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def finished_earlier(config: Config, search_id: str, fingerprint: str) -> FinishedEarlier | None:
+    """The search's latest parent run, when it finished with this ``fingerprint`` (then says so on the console)."""
+    from videoclf.console import finished_summary
+    from videoclf.registry import registration_of
+    from videoclf.tracking import finished_parent_run
+
+    run = finished_parent_run(config.tracking.experiment_name, search_id, fingerprint)
+    if run is None:
+        return None
+    registration = registration_of(run.data.tags.get("registered_model_version"), config.tracking.champion_alias)
+    print(finished_summary(run, registration, config.tracking.champion_alias), flush=True)
+    return FinishedEarlier(search_id, run.info.run_id, registration)
 
 
 def search_id_for(config: Config, name: str) -> str:
@@ -374,25 +413,34 @@ def search_lock(config: Config, search_id: str):
 
 
 def run_search(config: Config, name: str = "search", track: bool = True, register_model: bool = True,
-               progress: bool = True) -> SearchResult | None:
-    """Runs (or resumes) the configured search and returns the tested winner.
+               progress: bool = True) -> SearchResult | FinishedEarlier | None:
+    """Runs (or resumes) the configured search and returns the tested winner; a search that finished earlier with
+    the same data and settings is only reported (FinishedEarlier).
 
     In KerasTuner's distributed mode the chief serves the oracle, then tests,
     logs and registers the winner; a worker runs trials and returns None.
     """
     ensure_data(config)
     weights = resolve_weights(config.extractor)  # fails before any work when weights are missing
+    search_id = search_id_for(config, name)
+    role = distributed_role()
+    worker = bool(role) and role != "chief"
+    fingerprint = finish_fingerprint(config, search_id, weights, register_model) if track and not worker else None
+    if fingerprint and (done := finished_earlier(config, search_id, fingerprint)):
+        return done
     data = prepare(config, weights, progress)
     hypermodel = SequenceHyperModel(config.search, FEATURE_DIMS[config.extractor.name],
                                     len(data.vocabulary.classes), data.normalizer,
                                     data.train.motion.shape[-1] if data.train.motion is not None else 0,
                                     data.motion_normalizer)
-    search_id = search_id_for(config, name)
-    role = distributed_role()
-    worker = bool(role) and role != "chief"
     with contextlib.nullcontext() if worker else search_lock(config, search_id):
+        if fingerprint and (done := finished_earlier(config, search_id, fingerprint)):
+            return done  # another process finished it while this one waited
         tracker = SearchTracker(config.tracking.experiment_name, search_id, name, worker=worker) if track else None
-        return _run(config, tracker, hypermodel, data, weights, search_id, name, role, register_model)
+        result = _run(config, tracker, hypermodel, data, weights, search_id, name, role, register_model)
+        if tracker and result is not None:
+            tracker.set_tags({FINISHED_TAG: fingerprint})  # the last step: a re-run of this job does nothing
+        return result
 
 
 def _run(config: Config, tracker: SearchTracker | None, hypermodel, data: PreparedData, weights: WeightsSource,
@@ -453,8 +501,10 @@ def _finish(config: Config, tuner, hypermodel, tracker, data: PreparedData, weig
             _log_report(tracker, config, name, best, data, final, baselines, trials, comparison, summary)
             if register_model:
                 registration = publish(config, tracker, final.ensemble, best, data, final, weights)
-        if registration:  # the UI shows the model on the parent run; the winning trial points at it too
-            tracker.tag_trial(best.trial_id, "registered_model_version", f"{registration.name}/{registration.version}")
+        if registration:  # the UI shows the model on the parent run; the winning trial and the run point at it
+            pointer = f"{registration.name}/{registration.version}"
+            tracker.tag_trial(best.trial_id, "registered_model_version", pointer)
+            tracker.set_tags({"registered_model_version": pointer})
         tracker.set_tags({"mlflow.note.content": leaderboard_markdown(
             name, data, best, trials, comparison, summary, registration)})
         import mlflow
