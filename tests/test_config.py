@@ -107,3 +107,11 @@ def test_motion_streams_and_baseline_need_the_motion_stream():
     config = load_config(REPO / "experiments/demo.yaml")  # the shipped configs let the search find motion
     assert config.motion.enabled and "appearance+motion" in config.search.streams
     assert any(t.get("streams") == "motion" for t in config.tuning.first_trials)
+
+
+@pytest.mark.parametrize("text", ["", "\n", "# only a comment\n"])
+def test_an_empty_config_file_says_it_is_empty(tmp_path, text):
+    empty = tmp_path / "mine.yaml"
+    empty.write_text(text)
+    with pytest.raises(ConfigError, match=r"mine\.yaml is empty\. Start from one in experiments/"):
+        load_config(empty)  # never the built-in defaults, whose ImageNet weights would need the network

@@ -196,3 +196,17 @@ def test_bad_windows_in_pyfunc_columns_are_row_errors_and_in_params_refuse_the_r
                             ({"stride_seconds": 1.0}, "params: stride_seconds was given without")):
         with pytest.raises(RequestError, match=message):
             model.predict(pd.DataFrame({"video_path": [video]}), params=params)
+
+
+def test_a_one_frame_video_is_predicted_with_a_warning_that_nothing_moved(searched, tmp_path):
+    import mlflow
+
+    still = write_video(tmp_path / "still.avi", 1, seed=4)
+    mlflow.set_tracking_uri(searched["uri"])
+    try:
+        model = mlflow.pyfunc.load_model(MODEL)
+    finally:
+        mlflow.set_tracking_uri(None)
+    table = model.predict(pd.DataFrame({"video_path": [str(still), str(searched["videos"][0])]}))
+    assert table.predicted_label.notna().all() and table.error.isna().all()
+    assert "only 1 frame decoded: nothing moves in it" in table.warning[0] and table.warning[1] is None

@@ -396,9 +396,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if not path.is_file():
         raise ConfigError(f"Config file not found: {path}. Pass --config with a file from experiments/.")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"Config file {path} is not valid YAML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Config file {path} cannot be read: {exc}") from None
+    if raw is None:  # empty, or comments only: never silently the built-in defaults (ImageNet weights, a network)
+        raise ConfigError(f"Config file {path} is empty. Start from one in experiments/ (e.g. cp "
+                          f"experiments/demo.yaml {path}) and edit it.")
     if not isinstance(raw, dict):
         raise ConfigError(f"Config file {path} must hold a mapping of sections. Received: {type(raw).__name__}")
     merged = _merge(raw, parse_overrides(overrides))

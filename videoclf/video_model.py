@@ -222,7 +222,7 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
 
         errors = dict(errors)
         decoded: dict[int, object] = {}
-        durations: dict[int, float] = {}  # seconds
+        lengths: dict[int, tuple[int, float]] = {}  # decoded frames, seconds
         appearance, describer = uses_appearance(self.settings.stream), self._motion_describer()
         for row, file in enumerate(files):
             if row in errors:
@@ -236,7 +236,7 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
             except VideoError as exc:
                 errors[row] = str(exc)
                 continue
-            decoded[row], durations[row] = clip, clip.n_frames / clip.fps
+            decoded[row], lengths[row] = clip, (clip.n_frames, clip.n_frames / clip.fps)
         clips = _Clips.empty(len(files), self.sampling.max_seq_length, self._feature_dim,
                              describer.size if describer else None)
         rows = list(decoded)
@@ -245,7 +245,7 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
             clips.put_motion(row, clip.motion, clip.motion_valid)
         if rows and appearance:
             clips.features[rows], _ = self._encode([decoded[r].frames for r in rows])
-        return clips, errors, durations
+        return clips, errors, lengths
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         rows = video_requests(model_input)
@@ -281,17 +281,21 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
 
     def _predict_chunk(self, rows: list[VideoRequest]) -> pd.DataFrame:
         with video_files(rows) as files:
-            clips, errors, durations = self._decode_and_encode(files, {i: r.error for i, r in enumerate(rows) if r.error})
+            clips, errors, lengths = self._decode_and_encode(files, {i: r.error for i, r in enumerate(rows) if r.error})
         errors = {i: name_sent_bytes(message, rows[i], files[i]) for i, message in errors.items()}
         probabilities = np.full((len(rows), len(self.classes)), np.nan, np.float32)
         good = [i for i in range(len(rows)) if i not in errors]
         if good:
             probabilities[good] = self._probabilities(clips.rows(good))
-        warnings = {i: message for i in good if (message := self.length_warning(durations[i]))}
+        warnings = {i: message for i in good if (message := self.length_warning(*lengths[i]))}
         return self._table([r.name for r in rows], probabilities, errors, warnings)
 
-    def length_warning(self, seconds: float) -> str | None:
-        """Says so when a video (``seconds`` long) is far longer than the clips the model was trained on."""
+    def length_warning(self, frames: int, seconds: float) -> str | None:
+        """Says so when a video (``frames`` decoded, ``seconds`` long) is a single frame, or far longer than the
+        clips the model was trained on."""
+        if frames < 2:
+            return ("only 1 frame decoded: nothing moves in it (no motion, no change between frames), so the "
+                    "prediction rests on a single picture")
         trained = self.settings.training_clips
         if not trained:
             return None
