@@ -39,7 +39,7 @@ def _model(tmp: Path) -> str:
     from videoclf.config import load_config
     from videoclf.features.backbones import resolve_weights
     from videoclf.model import build_sequence_model
-    from videoclf.video_model import log_video_model
+    from videoclf.registered.writer import log_video_model
 
     config = load_config(REPO / "experiments" / "demo.yaml")
     sequence = build_sequence_model(num_features=1280, num_classes=5, family="gru", inputs="frames", frame_units=64,

@@ -54,7 +54,7 @@ def test_the_registered_int8_model_gives_the_cached_features(tmp_path, make_conf
     """The calibrated int8 model that filled the cache is bundled with the registered model, not redone."""
     import keras
 
-    from videoclf.video_model import log_video_model
+    from videoclf.registered.writer import log_video_model
 
     rows = []
     for i in range(3):

@@ -1,5 +1,8 @@
 """Every model family: builds, trains, ignores padding, and round-trips inside the registered pyfunc."""
 
+import sys
+from pathlib import Path
+
 import keras
 import mlflow
 import numpy as np
@@ -9,7 +12,7 @@ import pytest
 from videoclf.config import load_config
 from videoclf.model import FAMILIES, INPUTS, StepChannels, build_sequence_model
 
-from conftest import write_video
+from conftest import run_cli, write_video
 
 DIM, CLASSES = 12, 3
 
@@ -76,7 +79,7 @@ def store(tmp_path_factory):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_family_round_trips_inside_the_registered_video_model(family, store, make_config):
     from videoclf.features.backbones import resolve_weights
-    from videoclf.video_model import log_video_model
+    from videoclf.registered.writer import log_video_model
 
     config = load_config(make_config({"sampling.max_seq_length": 6, "search.seq_length": [6]}))
     model = build_sequence_model(num_features=1280, num_classes=2, family=family, inputs="frames+deltas",
@@ -93,9 +96,30 @@ def test_family_round_trips_inside_the_registered_video_model(family, store, mak
     assert table.predicted_label[0] == ("A", "B")[int(np.argmax(expected))]
 
 
-def test_models_registered_before_the_module_split_find_their_class():
-    # Their served_model.py (or pickle) names videoclf.inference.VideoClassifier; MLflow resolves it against the
-    # installed package when videoclf is already imported (as in `videoclf predict` and `videoclf serve`).
-    from videoclf import inference, video_model
+@pytest.mark.parametrize("old_module", ["videoclf.video_model", "videoclf.inference"])
+def test_models_registered_by_earlier_layouts_still_load(old_module, store, make_config):
+    """A model's code file names the module its pyfunc lived in when it was logged (``served_model.py`` imported
+    ``videoclf.video_model``, older ones ``videoclf.inference``); MLflow resolves it against the installed package
+    when videoclf is already imported (``videoclf predict``, ``videoclf serve``)."""
+    import yaml
 
-    assert inference.VideoClassifier is video_model.VideoClassifier
+    from videoclf.features.backbones import resolve_weights
+    from videoclf.registered.writer import log_video_model
+
+    config = load_config(make_config({"sampling.max_seq_length": 6, "search.seq_length": [6]}))
+    model = build_sequence_model(num_features=1280, num_classes=2, family="pooled", inputs="frames",
+                                 frame_units=8)
+    video = write_video(store / "old.avi", 9, size=(64, 48))
+    with mlflow.start_run():
+        info = log_video_model(config, resolve_weights(config.extractor), model, ("A", "B"), 6)
+    local = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(store / old_module)))
+    flavor = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["python_function"]
+    code_file = local / flavor["model_code_path"]
+    code_file.write_text(f"from mlflow.models import set_model\n\nfrom {old_module} import VideoClassifier\n\n"
+                         "set_model(VideoClassifier())\n")  # what that layout's served_model.py held
+    script = (f"import videoclf.cli, mlflow, pandas as pd\nmodel = mlflow.pyfunc.load_model({str(local)!r})\n"
+              f"print(model.predict(pd.DataFrame({{'video_path': [{str(video)!r}]}})).predicted_label[0])\n")
+    result = run_cli([sys.executable, "-c", script], store)
+    assert result.returncode == 0 and result.stdout.strip() in ("A", "B"), result.stderr[-2000:]
+
+

@@ -154,7 +154,7 @@ def test_registered_model_declares_inputs_and_outputs(searched):
 
 def test_a_request_past_its_time_limit_stops_taking_videos(searched):
     """In-process: the deadline the server sets per request; videos not started by then get an error."""
-    from videoclf.video_requests import REQUEST_DEADLINE
+    from videoclf.registered.requests import REQUEST_DEADLINE
 
     mlflow.set_tracking_uri(searched["uri"])
     try:

@@ -167,7 +167,7 @@ def test_a_truncated_tracking_store_is_one_clear_error(searched, tmp_path):
 ])
 def test_bad_window_settings_are_refused_before_anything_runs(window, stride, message):
     from videoclf.errors import VideoclfError
-    from videoclf.use_model import predict_videos
+    from videoclf.registered.use import predict_videos
 
     with pytest.raises(VideoclfError, match=message.replace("(", r"\(").replace(")", r"\)")):
         predict_videos(["any.avi"], "models:/never-loaded/1", window=window, stride=stride)
@@ -176,7 +176,7 @@ def test_bad_window_settings_are_refused_before_anything_runs(window, stride, me
 def test_bad_windows_in_pyfunc_columns_are_row_errors_and_in_params_refuse_the_request(searched):
     import mlflow
 
-    from videoclf.video_requests import RequestError
+    from videoclf.registered.requests import RequestError
 
     mlflow.set_tracking_uri(searched["uri"])
     try:

@@ -133,7 +133,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     config = _config(args, optional=True)
     _quiet_tensorflow()
-    from videoclf.use_model import default_model_uri, predict_videos
+    from videoclf.registered.use import default_model_uri, predict_videos
 
     predict_videos(args.videos, args.model or default_model_uri(config), args.gif, args.csv, args.window, args.stride)
 
@@ -141,7 +141,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     config = _config(args)
     _quiet_tensorflow()
-    from videoclf.use_model import default_model_uri, evaluate_model
+    from videoclf.registered.use import default_model_uri, evaluate_model
 
     evaluate_model(config, args.model or default_model_uri(config), args.split)
 
@@ -153,8 +153,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     extra = [f"serving.{key}={value}" for key, value in flags.items() if value is not None]
     config = _config(args, extra, optional=True)
     serving = config.serving
-    from videoclf.serving import Limits, serve
-    from videoclf.use_model import default_model_uri
+    from videoclf.registered.server import Limits, serve
+    from videoclf.registered.use import default_model_uri
 
     serve(args.model or default_model_uri(config), host=serving.host, port=serving.port, workers=serving.workers,
           allowed_roots=[*serving.allowed_roots, *args.allow_root],

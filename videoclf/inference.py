@@ -1,8 +1,7 @@
-"""Where the registered model's pyfunc lived before ``video_model.py`` / ``video_requests.py``.
+"""Where the registered model's pyfunc lived before ``video_model.py``: kept for models registered then.
 
-Models registered by earlier versions name ``videoclf.inference.VideoClassifier`` (their
-``served_model.py``, or their pickle); in a process that already imported this package,
-MLflow loads them against the installed code, so the old name must keep working.
+Their ``served_model.py`` (or pickle) names ``videoclf.inference.VideoClassifier``; see ``video_model.py``.
 """
 
-from videoclf.video_model import VideoClassifier, load_settings, sampled_frames  # noqa: F401
+from videoclf.registered.format import load_settings  # noqa: F401
+from videoclf.registered.pyfunc import VideoClassifier, sampled_frames  # noqa: F401

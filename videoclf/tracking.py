@@ -200,6 +200,14 @@ class SearchTracker:
         self.client.log_inputs(self.parent_run_id, datasets=[DatasetInput(
             dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "train")])])
 
+    @contextlib.contextmanager
+    def logging_to_parent(self):
+        """The parent run is MLflow's active run for the block (for ``log_model``, which logs to the active run)
+        and stays RUNNING after it: its end is :meth:`parent_status`'s to decide."""
+        with mlflow.start_run(run_id=self.parent_run_id):
+            yield
+        self.client.update_run(self.parent_run_id, status="RUNNING")  # start_run's exit ended it
+
     def artifact_store(self) -> str:
         """Where the parent run's artifacts (reports, the registered model) are written."""
         return self.client.get_run(self.parent_run_id).info.artifact_uri

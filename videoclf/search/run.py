@@ -29,8 +29,7 @@ from videoclf.evaluation import Evaluation, evaluate_probabilities, format_repor
 from videoclf.features.extract import extract_split
 from videoclf.features.backbones import FEATURE_DIMS, WeightsSource, resolve_weights
 from videoclf.model import feature_statistics, motion_statistics, seed_ensemble
-from videoclf.registry import Registration, register, sequence_signature
-from videoclf.video_model import model_requirements
+from videoclf.registered.registry import Registration
 from videoclf.search.hypermodel import SequenceHyperModel, trial_stream
 from videoclf.search.tuner import best_epoch_of, make_tuner
 from videoclf.tracking import FINISHED_TAG, SearchTracker
@@ -122,7 +121,7 @@ def finish_fingerprint(config: Config, search_id: str, weights: WeightsSource, r
 def finished_earlier(config: Config, search_id: str, fingerprint: str) -> FinishedEarlier | None:
     """The search's latest parent run, when it finished with this ``fingerprint`` (then says so on the console)."""
     from videoclf.console import finished_summary
-    from videoclf.registry import registration_of
+    from videoclf.registered.registry import registration_of
     from videoclf.tracking import finished_parent_run
 
     run = finished_parent_run(config.tracking.experiment_name, search_id, fingerprint)
@@ -369,11 +368,9 @@ def training_clips(config: Config, train: SplitData, sample: int = 20) -> dict |
 
 def publish(config: Config, tracker: SearchTracker, model, best, data: PreparedData, final: FinalModels,
             weights: WeightsSource) -> Registration:
-    """Logs the sequence model and the video-in pyfunc, registers it (once per winning trial)."""
-    import mlflow
-
-    from videoclf.registry import existing_version
-    from videoclf.video_model import log_video_model
+    """Logs the registered model to the parent run and registers it (once per winning trial)."""
+    from videoclf.registered.registry import existing_version, register
+    from videoclf.registered.writer import log_registered_model
 
     tags = {"search_id": tracker.search_id, "trial_id": best.trial_id, "run_id": tracker.parent_run_id,
             "trial_run_id": tracker.trial_run_id(best.trial_id) or ""}
@@ -381,13 +378,10 @@ def publish(config: Config, tracker: SearchTracker, model, best, data: PreparedD
                              data.selection_digest)
     if known:
         return known
-    length = best.hyperparameters.get("seq_length")
-    with mlflow.start_run(run_id=tracker.parent_run_id):
-        mlflow.keras.log_model(
-            model, name="sequence_model", pip_requirements=model_requirements(),
-            signature=sequence_signature(model.input_shape[-1], len(data.vocabulary.classes)))
-        info = log_video_model(config, weights, model, data.vocabulary.classes, int(length),
-                               training_clips(config, data.train), trial_stream(best.hyperparameters))
+    with tracker.logging_to_parent():
+        info = log_registered_model(config, weights, model, data.vocabulary.classes,
+                                    int(best.hyperparameters.get("seq_length")), training_clips(config, data.train),
+                                    trial_stream(best.hyperparameters))
     return register(info.model_uri, name=config.tracking.registered_model_name, alias=config.tracking.champion_alias,
                     selection_score=best.score, selection_digest=data.selection_digest,
                     higher_is_better=not config.tuning.objective.endswith("loss"),

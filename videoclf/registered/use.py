@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -12,24 +13,40 @@ from videoclf.config import Config
 from videoclf.errors import DataError, VideoclfError
 from videoclf.evaluation import Evaluation, evaluate_probabilities, format_report, write_report_files
 from videoclf.features.decode import shown
-from videoclf.video_model import ERROR_COLUMN, WARNING_COLUMN, load_settings, sampled_frames
-from videoclf.video_requests import STRIDE_COLUMN, WINDOW_COLUMN, window_setting
+from videoclf.registered.format import load_settings
+from videoclf.registered.pyfunc import sampled_frames
+from videoclf.registered.requests import window_setting
+from videoclf.registered.wire import (
+    ERROR_COLUMN,
+    KIND_COLUMN,
+    PATH_COLUMN,
+    STRIDE_COLUMN,
+    WARNING_COLUMN,
+    WINDOW_COLUMN,
+    WINDOW_END_COLUMN,
+    WINDOW_START_COLUMN,
+)
 
 
 def default_model_uri(config: Config) -> str:
     return f"models:/{config.tracking.registered_model_name}@{config.tracking.champion_alias}"
 
 
-def load_video_model(uri: str):
+def fetch_video_model(uri: str) -> str:
+    """The model's files on this machine (downloaded once from the store; a local folder as it is): one clear error
+    for a missing model or an unreadable store."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    if Path(uri).is_dir():
+        return uri
     if uri.startswith("models:/"):
         from videoclf.tracking import open_store
 
         open_store()  # a corrupt store is its own clear error, not "model not found"
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
-        return mlflow.pyfunc.load_model(uri)
+        return mlflow.artifacts.download_artifacts(artifact_uri=uri)
     except (MlflowException, OSError) as exc:
         raise VideoclfError(
             f"Cannot load model {uri} from MLflow ({mlflow.get_tracking_uri()}): {str(exc).splitlines()[0]}. "
@@ -38,14 +55,27 @@ def load_video_model(uri: str):
         ) from None
 
 
+def load_video_model(uri: str):
+    """The registered model, loaded (every command and the server's workers load it here)."""
+    import mlflow.pyfunc
+    from mlflow.exceptions import MlflowException
+
+    local = fetch_video_model(uri)
+    try:
+        return mlflow.pyfunc.load_model(local)
+    except (MlflowException, OSError) as exc:
+        raise VideoclfError(f"Model {uri} cannot be loaded ({str(exc).splitlines()[0]}); its files are in {local}. "
+                            "Re-register it with `videoclf tune`, or pass --model with another one.") from None
+
+
 def format_prediction(row: pd.Series, classes: list[str]) -> str:
     """The seed's display: classes sorted by probability, as percentages (a window's span first)."""
     if isinstance(row[ERROR_COLUMN], str):
         return f"{shown(row['video_path'])}\n  error: {row[ERROR_COLUMN]}"
-    title = str(row["video_path"])
-    if row.get("kind") == "window":
-        title += f"  [{row['window_start']:.1f} s - {row['window_end']:.1f} s]"
-    elif row.get("kind") == "video":
+    title = str(row[PATH_COLUMN])
+    if row.get(KIND_COLUMN) == "window":
+        title += f"  [{row[WINDOW_START_COLUMN]:.1f} s - {row[WINDOW_END_COLUMN]:.1f} s]"
+    elif row.get(KIND_COLUMN) == "video":
         title += "  (mean over the windows)"
     order = sorted(classes, key=lambda c: -row[c])
     lines = [title] + [f"  {c}: {row[c] * 100:5.2f}%" for c in order]
@@ -76,7 +106,7 @@ def predict_videos(paths: list[str], model_uri: str, gif: Path | None = None, cs
     except ValueError as exc:
         raise VideoclfError(str(exc)) from None
     model = load_video_model(model_uri)
-    request = pd.DataFrame({"video_path": [str(p) for p in paths]})
+    request = pd.DataFrame({PATH_COLUMN: [str(p) for p in paths]})
     if span:
         request[WINDOW_COLUMN], request[STRIDE_COLUMN] = span
     table = model.predict(request)
@@ -89,7 +119,7 @@ def predict_videos(paths: list[str], model_uri: str, gif: Path | None = None, cs
     failed = table[table[ERROR_COLUMN].map(lambda e: isinstance(e, str))]
     if gif:
         for index, path in enumerate(paths):
-            if str(path) in set(failed["video_path"]):
+            if str(path) in set(failed[PATH_COLUMN]):
                 continue
             target = gif if len(paths) == 1 else gif.with_name(f"{gif.stem}_{Path(path).stem}{gif.suffix}")
             write_gif(sampled_frames(str(path), settings), target)
@@ -113,7 +143,7 @@ def evaluate_model(config: Config, model_uri: str, split: str = "test") -> Evalu
     if unknown:
         raise DataError(f"{config.data.csv_path(split)}: label(s) {unknown} are not classes of {model_uri} "
                         f"({classes}).")
-    predictions = model.predict(pd.DataFrame({"video_path": [str(videos_dir / n) for n in table.video_name]}))
+    predictions = model.predict(pd.DataFrame({PATH_COLUMN: [str(videos_dir / n) for n in table.video_name]}))
     ok = predictions[ERROR_COLUMN].isna().to_numpy()
     if not ok.all():
         print(f"{(~ok).sum()} videos could not be decoded and are left out, e.g. "

@@ -1,4 +1,4 @@
-"""Logging the winner as an MLflow model, registering it, and moving the champion alias.
+"""Registering a logged model (``videoclf.registered.writer`` logs it) and moving the champion alias.
 
 The alias moves only when the new version beats the current champion's
 *selection* score (validation or cross-validation) under the same selection
@@ -11,11 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
-from mlflow.types import Schema, TensorSpec
 
 
 @dataclass(frozen=True)
@@ -25,13 +22,6 @@ class Registration:
     champion: bool
     reason: str
     model_uri: str
-
-
-def sequence_signature(num_features: int, num_classes: int) -> ModelSignature:
-    """Batch and time are variable (-1): any sequence length works at inference."""
-    return ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, num_features), "features")]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, num_classes), "probabilities")]))
 
 
 def _current_champion(client: MlflowClient, name: str, alias: str):

@@ -13,7 +13,7 @@ answer. What this adds, for clients on other machines:
   arrive within ``body_timeout_s`` (408 otherwise), so a stalled upload holds
   nothing for long, and a client gone mid-upload is one log line;
 - **a trust boundary**: paths are read only inside ``--allow-root`` folders
-  (symlinks resolved; none given: bytes only), see ``videoclf.video_requests``;
+  (symlinks resolved; none given: bytes only), see ``videoclf.registered.requests``;
 - **strict JSON**: ``null``, never ``NaN``; every answer is a JSON object,
   errors included (MLflow's plain-text 415 too); a malformed request is a 400
   that names the expected columns.
@@ -39,19 +39,11 @@ from mlflow.exceptions import MlflowException
 from starlette.requests import ClientDisconnect
 
 from videoclf.config import ServingConfig
-from videoclf.video_requests import (
-    ALLOWED_ROOTS_ENV,
-    BYTES_COLUMN,
-    PATH_COLUMN,
-    REQUEST_DEADLINE,
-    STRIDE_COLUMN,
-    WINDOW_COLUMN,
-    RequestError,
-)
+from videoclf.registered.requests import ALLOWED_ROOTS_ENV, REQUEST_DEADLINE, RequestError
+from videoclf.registered.wire import BYTES_COLUMN, INPUT_COLUMNS, PATH_COLUMN, STRIDE_COLUMN, WINDOW_COLUMN
 
 MODEL_ENV = "VIDEOCLF_SERVE_MODEL"  # local path of the downloaded model, for each worker process
 LIMITS_ENV = "VIDEOCLF_SERVE_LIMITS"
-INPUT_COLUMNS = (PATH_COLUMN, BYTES_COLUMN, WINDOW_COLUMN, STRIDE_COLUMN)
 LOG = logging.getLogger("videoclf.serve")
 DRAIN_FACTOR = 4  # bodies up to this many times the limit are read (and dropped) before answering 413
 JSON_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -283,13 +275,12 @@ def _client_message(exc: MlflowException) -> str:
 
 def app_from_environment():
     """uvicorn's factory in each worker process: the model and limits come from the parent's environment."""
-    import mlflow.pyfunc
-
     from videoclf.console import quiet_tensorflow
+    from videoclf.registered.use import load_video_model
 
     quiet_tensorflow()  # silent unless --verbose (VIDEOCLF_VERBOSE)
     logging.basicConfig(format="%(levelname)s: %(message)s")  # our one-line warnings, in every worker process
-    model = mlflow.pyfunc.load_model(os.environ[MODEL_ENV])
+    model = load_video_model(os.environ[MODEL_ENV])
     return create_app(model, Limits(**json.loads(os.environ[LIMITS_ENV])))
 
 
@@ -297,23 +288,18 @@ def serve(model_uri: str, *, host: str, port: int, workers: int, allowed_roots: 
           shutdown_s: float = 5.0) -> None:
     """Downloads the model once, then runs ``workers`` uvicorn processes on ``host:port`` until SIGTERM/SIGINT
     (then running requests get ``shutdown_s`` seconds)."""
-    import mlflow
     import uvicorn
     from mlflow.environment_variables import _MLFLOW_IS_IN_SERVING_ENVIRONMENT
 
     from videoclf.errors import VideoclfError
+    from videoclf.registered.use import fetch_video_model
 
     roots = []
     for root in allowed_roots:
         if not Path(root).is_dir():
             raise VideoclfError(f"--allow-root {root}: not a folder")
         roots.append(str(Path(root).resolve()))
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri)
-    except (MlflowException, OSError) as exc:
-        raise VideoclfError(f"Cannot load model {model_uri} from MLflow ({mlflow.get_tracking_uri()}): "
-                            f"{str(exc).splitlines()[0]}. Run `videoclf tune` first, or pass --model.") from None
+    local = fetch_video_model(model_uri)  # once, here: every worker loads these files
     os.environ[MODEL_ENV] = local
     os.environ[LIMITS_ENV] = json.dumps(asdict(limits))
     os.environ[ALLOWED_ROOTS_ENV] = os.pathsep.join(roots)
@@ -323,5 +309,5 @@ def serve(model_uri: str, *, host: str, port: int, workers: int, allowed_roots: 
           f"limits: {limits.max_videos} videos and {limits.max_request_bytes / 2**20:.0f} MiB per request, "
           f"{limits.timeout_s:g} s per request, {limits.body_timeout_s:g} s for its body, {limits.max_waiting} "
           f"waiting per worker", flush=True)
-    uvicorn.run("videoclf.serving:app_from_environment", factory=True, host=host, port=port, workers=workers,
+    uvicorn.run("videoclf.registered.server:app_from_environment", factory=True, host=host, port=port, workers=workers,
                 timeout_graceful_shutdown=shutdown_s, log_level="warning")

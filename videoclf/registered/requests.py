@@ -23,8 +23,8 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-PATH_COLUMN = "video_path"
-BYTES_COLUMN = "video_bytes"
+from videoclf.registered.wire import BYTES_COLUMN, PATH_COLUMN, STRIDE_COLUMN, WINDOW_COLUMN
+
 ALLOWED_ROOTS_ENV = "VIDEOCLF_ALLOWED_ROOTS"  # os.pathsep-separated folders a served model may read paths from
 
 # When the serving app sets it, a request stops taking new videos at this time.monotonic() value; the rows
@@ -167,9 +167,6 @@ def video_files(rows: list[VideoRequest]):
             else:
                 files.append(row.path)
         yield files
-
-
-WINDOW_COLUMN, STRIDE_COLUMN = "window_seconds", "stride_seconds"
 
 
 def window_setting(window: Any, stride: Any, window_name: str = WINDOW_COLUMN,
