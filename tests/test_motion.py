@@ -228,8 +228,8 @@ def test_the_registered_model_computes_the_cached_streams_and_averages_its_seeds
 def test_the_verdict_says_when_validation_cannot_tell_champion_and_baseline_apart():
     from types import SimpleNamespace
 
-    from videoclf.baselines import BaselineResult
-    from videoclf.search.run import verdict
+    from videoclf.search.baselines import BaselineResult
+    from videoclf.search.report import verdict
 
     final = SimpleNamespace(registered=SimpleNamespace(accuracy=0.9))
     baseline = BaselineResult("motion_logreg", 0.88, SimpleNamespace(accuracy=0.87), "C=1", 0.02)

@@ -319,3 +319,36 @@ class SearchTracker:
     def log_metrics(self, metrics: dict[str, float]) -> None:
         now = int(time.time() * 1000)
         self.client.log_batch(self.parent_run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+
+
+class NullTracker:
+    """The tracker of an untracked search (``track=False``): every call does nothing, so the job reads the same."""
+
+    parent_run_id = None
+
+    def __init__(self, search_id: str):
+        self.search_id = search_id
+
+    @contextlib.contextmanager
+    def parent_status(self):
+        yield self
+
+    @contextlib.contextmanager
+    def logging_to_parent(self):
+        yield
+
+    def artifact_store(self) -> str:
+        return "(not tracked)"
+
+    def search_curves(self, *args, **kwargs) -> dict:
+        return {}
+
+    def trial_run_id(self, trial_id: str) -> None:
+        return None
+
+    def _nothing(self, *args, **kwargs) -> None:
+        return None
+
+    log_setup = set_tags = log_metrics = log_artifact_files = tag_trial = _nothing
+    trial_started = trial_curves = trial_ended = finish = _nothing
+

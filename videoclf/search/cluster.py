@@ -8,6 +8,7 @@ cluster, start the same command yourself in each role (see README).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -15,9 +16,6 @@ import sys
 import threading
 
 from videoclf.config import Config
-from videoclf.data.ensure import ensure_data
-from videoclf.features.extract import extract_split
-from videoclf.features.backbones import resolve_weights
 from videoclf.search.run import SearchResult, run_search
 
 
@@ -28,23 +26,27 @@ def _free_port() -> int:
 
 
 def run_with_local_workers(config: Config, name: str, worker_args: list[str], workers: int) -> SearchResult | None:
-    """Extracts features once, starts ``workers`` worker processes, and runs the chief here."""
-    from videoclf.tracking import open_store
-
-    ensure_data(config)
-    weights = resolve_weights(config.extractor)
-    for split in ("train", "test"):  # extract once, before the workers read the cache
-        extract_split(config, split, weights)
-    open_store()  # create a fresh SQLite store before several processes open it
+    """Runs the chief here, with ``workers`` worker processes started once the data is prepared (so they find the
+    features cached) and stopped when the search ends."""
     roles = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(_free_port())}
+
+    @contextlib.contextmanager
+    def local_workers():
+        from videoclf.tracking import open_store
+
+        open_store()  # create a fresh SQLite store before several processes open it
+        supervisor = _Supervisor([sys.executable, "-m", "videoclf", "tune", *worker_args], {**os.environ, **roles},
+                                 workers)
+        supervisor.start()
+        try:
+            yield
+        finally:
+            supervisor.stop()
+
     os.environ.update(roles, KERASTUNER_TUNER_ID="chief")
-    supervisor = _Supervisor([sys.executable, "-m", "videoclf", "tune", *worker_args], {**os.environ, **roles},
-                             workers)
-    supervisor.start()
     try:
-        return run_search(config, name)
+        return run_search(config, name, alongside=local_workers)
     finally:
-        supervisor.stop()
         for key in (*roles, "KERASTUNER_TUNER_ID"):
             os.environ.pop(key, None)
 

@@ -17,14 +17,14 @@ import keras_tuner as kt
 from videoclf.config import Config
 from videoclf.dataset import Fold
 from videoclf.search.crossval import cross_validate
-from videoclf.tracking import SearchTracker
+from videoclf.tracking import NullTracker, SearchTracker
 
 
 class CrossValidatedTuner:
     """Scores each trial by :func:`cross_validate` over ``folds``; logs it to MLflow and prints one line."""
 
     def __init__(self, *, folds: list[Fold], epochs: int, patience: int | None, trial_seed: int, executions: int,
-                 tracker: SearchTracker | None, max_trials_hint: int = 0, **kwargs):
+                 tracker: SearchTracker | NullTracker, max_trials_hint: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.folds = folds
         self.epochs = epochs
@@ -56,24 +56,21 @@ class CrossValidatedTuner:
                                                                    **fit_kwargs),
             self.folds, epochs=int(hp.values.get("tuner/epochs", self.epochs)), objective=self.oracle.objective.name,
             seed=self.trial_seed, executions=self.executions, callbacks=self._callbacks)
-        if self.tracker:
-            self._track(self.tracker.trial_curves, trial.trial_id, result.curves, result.fold_scores)
+        self._track(self.tracker.trial_curves, trial.trial_id, result.curves, result.fold_scores)
         return result.metrics()
 
     def on_trial_begin(self, trial):
         self._trial_clock = time.perf_counter()  # trial time includes its tracking
         super().on_trial_begin(trial)
-        if self.tracker:
-            self._track(self.tracker.trial_started, trial.trial_id, trial.hyperparameters.values)
+        self._track(self.tracker.trial_started, trial.trial_id, trial.hyperparameters.values)
 
     def on_trial_end(self, trial):
         try:
             super().on_trial_end(trial)  # raises when too many trials failed in a row: the run still ends
         finally:
             trial = self.oracle.get_trial(trial.trial_id)
-            if self.tracker:
-                self._track(self.tracker.trial_ended, trial.trial_id, str(trial.status), trial.score,
-                            best_epoch_of(trial), trial.message)
+            self._track(self.tracker.trial_ended, trial.trial_id, str(trial.status), trial.score,
+                        best_epoch_of(trial), trial.message)
             self.trial_seconds[trial.trial_id] = time.perf_counter() - self._trial_clock
             _print_trial(trial, self.oracle, self.trial_seconds[trial.trial_id], self.max_trials_hint)
 
@@ -155,7 +152,7 @@ def _print_trial(trial, oracle, seconds: float, max_trials: int) -> None:
           f"{seconds:5.1f}s  {_short(trial.hyperparameters.values)}", flush=True)
 
 
-def make_tuner(config: Config, hypermodel: kt.HyperModel, folds: list[Fold], tracker: SearchTracker | None,
+def make_tuner(config: Config, hypermodel: kt.HyperModel, folds: list[Fold], tracker: SearchTracker | NullTracker,
                project_name: str):
     """The configured tuner type over ``folds``."""
     tuning, training = config.tuning, config.training

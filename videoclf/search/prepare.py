@@ -1,0 +1,64 @@
+"""Step 1 of the job: the cached splits (extracting what is missing), the selection folds, the hypermodel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from videoclf.config import Config
+from videoclf.dataset import Fold, SplitData, Vocabulary, load_split, make_folds, selection_digest
+from videoclf.errors import DataError
+from videoclf.features.backbones import FEATURE_DIMS, WeightsSource
+from videoclf.features.extract import extract_split
+from videoclf.model import feature_statistics, motion_statistics
+from videoclf.search.hypermodel import SequenceHyperModel
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Everything the search reads: cached splits, the selection folds and their digest."""
+
+    train: SplitData
+    test: SplitData
+    vocabulary: Vocabulary
+    folds: list[Fold]
+    selection_digest: str
+    normalizer: tuple[np.ndarray, np.ndarray]
+    motion_normalizer: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def protocol(self) -> str:
+        return f"{len(self.folds)}-fold CV" if len(self.folds) > 1 else "holdout validation"
+
+
+def prepare(config: Config, weights: WeightsSource, progress: bool) -> PreparedData:
+    """Reads both splits from the cache (extracting what is missing) and cuts the selection folds."""
+    for split in ("train", "test"):
+        extract_split(config, split, weights, progress)
+    train, vocabulary = load_split(config, "train", weights)
+    present = {vocabulary.classes[i] for i in set(train.labels.tolist())}
+    missing = [c for c in vocabulary.classes if c not in present]
+    if len(present) < 2 or missing:
+        raise DataError(f"{config.data.csv_path('train')}: expected at least two classes, each with usable "
+                        f"training videos. Received: {sorted(present)}; without videos: {missing}. Add videos "
+                        f"or set data.classes.")
+    test, _ = load_split(config, "test", weights, vocabulary)
+    training = config.training
+    n_folds = training.folds_for(len(train))
+    folds = make_folds(train, n_folds, training.validation_fraction, training.seed)
+    data = PreparedData(train, test, vocabulary, folds,
+                        selection_digest(train, n_folds, training.validation_fraction, training.seed),
+                        feature_statistics(train.features, train.cached_frames),
+                        motion_statistics(train.motion, train.motion_valid) if train.motion is not None else None)
+    validation = sum(len(f.validation) for f in folds)
+    print(f"data: {len(train)} train videos ({data.protocol}: {validation} validation predictions a trial, "
+          f"grouped) / {len(test)} test videos, {len(vocabulary.classes)} classes", flush=True)
+    return data
+
+
+def hypermodel_for(config: Config, data: PreparedData) -> SequenceHyperModel:
+    """The search space over the prepared data's streams, normalised by the training split's statistics."""
+    return SequenceHyperModel(config.search, FEATURE_DIMS[config.extractor.name], len(data.vocabulary.classes),
+                              data.normalizer, data.train.motion.shape[-1] if data.train.motion is not None else 0,
+                              data.motion_normalizer)

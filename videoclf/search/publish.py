@@ -1,0 +1,68 @@
+"""Step 5 of the job: the registered model logged to the parent run and registered (once per winning trial)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from videoclf.config import Config
+from videoclf.errors import writing_to
+from videoclf.features.backbones import WeightsSource
+from videoclf.dataset import SplitData
+from videoclf.registered.registry import Registration
+from videoclf.search.final import FinalModels
+from videoclf.search.hypermodel import trial_stream
+from videoclf.search.prepare import PreparedData
+from videoclf.search.tuner import direction
+from videoclf.tracking import SearchTracker
+
+
+def training_clips(config: Config, train: SplitData, sample: int = 20) -> dict | None:
+    """How long the training clips were (frames, and seconds at their frame rate), stored with the model
+    so that prediction can warn about videos far longer than anything seen in training."""
+    from videoclf.errors import VideoError
+    from videoclf.features.decode import video_fps
+
+    if train.n_frames is None or not len(train.n_frames):
+        return None
+    rates = []
+    for key in train.keys[:: max(1, len(train.keys) // sample)][:sample]:
+        try:
+            rates.append(video_fps(config.data.root / key))
+        except VideoError:
+            continue
+    fps = float(np.median(rates)) if rates else 25.0
+    median, longest = float(np.median(train.n_frames)), float(np.max(train.n_frames))
+    return {"median_frames": median, "max_frames": longest, "fps": fps, "median_seconds": median / fps,
+            "max_seconds": longest / fps}
+
+
+def publish(config: Config, tracker: SearchTracker, model, best, data: PreparedData, final: FinalModels,
+            weights: WeightsSource) -> Registration:
+    """Logs the registered model to the parent run and registers it (once per winning trial)."""
+    from videoclf.registered.registry import existing_version, register
+    from videoclf.registered.writer import log_registered_model
+
+    tags = {"search_id": tracker.search_id, "trial_id": best.trial_id, "run_id": tracker.parent_run_id,
+            "trial_run_id": tracker.trial_run_id(best.trial_id) or ""}
+    known = existing_version(config.tracking.registered_model_name, config.tracking.champion_alias, tags,
+                             data.selection_digest)
+    if known:
+        return known
+    with tracker.logging_to_parent():
+        info = log_registered_model(config, weights, model, data.vocabulary.classes,
+                                    int(best.hyperparameters.get("seq_length")), training_clips(config, data.train),
+                                    trial_stream(best.hyperparameters))
+    return register(info.model_uri, name=config.tracking.registered_model_name, alias=config.tracking.champion_alias,
+                    selection_score=best.score, selection_digest=data.selection_digest,
+                    higher_is_better=direction(config.tuning.objective) == "max",
+                    test_accuracy=final.registered.accuracy, test_digest=data.test.digest, tags=tags)
+
+
+def writing_artifacts(tracker: SearchTracker):
+    """A full (or read-only) artifact store met in the block: one message naming it."""
+    return writing_to(f"the MLflow artifact store ({tracker.artifact_store()})",
+                      "make room there, or log to an experiment whose artifacts live elsewhere (create one with "
+                      "`mlflow experiments create -n NAME --artifact-location DIR`, then --set "
+                      "tracking.experiment_name=NAME)")
+
+

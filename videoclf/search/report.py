@@ -1,0 +1,187 @@
+"""What the job says about its result: the trials table, champion vs baselines, the verdict, the leaderboard
+(the parent run's description), the metrics and files logged to the parent run."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from videoclf.config import Config
+from videoclf.console import markdown_table
+from videoclf.evaluation import format_report, write_report_files
+from videoclf.registered.registry import Registration
+from videoclf.search.baselines import BaselineResult
+from videoclf.search.final import FinalModels
+from videoclf.search.prepare import PreparedData
+from videoclf.tracking import SearchTracker
+
+SUMMARY_COLUMNS = ("trial", "status", "score", "score_se", "family", "streams", "inputs", "temporal_centering",
+                   "seq_length", "learning_rate")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished search's result, as reported: the winning trial, every trial, the final models, the baselines."""
+
+    name: str
+    best: object  # the winning KerasTuner trial
+    trials: pd.DataFrame
+    data: PreparedData
+    final: FinalModels
+    baselines: list[BaselineResult]
+
+    @property
+    def comparison(self) -> pd.DataFrame:
+        return comparison_table(self.best.score, self.final, self.baselines, self.data.protocol,
+                                score_error(self.best))
+
+    @property
+    def verdict(self) -> str:
+        return verdict(self.best.score, self.final, self.baselines, score_error(self.best))
+
+
+def trials_table(oracle) -> pd.DataFrame:
+    rows = []
+    for trial in oracle.trials.values():
+        row = {"trial": trial.trial_id, "status": str(trial.status),
+               "score": np.nan if trial.score is None else round(trial.score, 4),
+               "score_se": round(score_error(trial), 4) if trial.score is not None else np.nan}
+        row.update(trial.hyperparameters.values)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    return table.sort_values("score", ascending=False, na_position="last") if len(table) else table
+
+
+def comparison_table(best_score: float, final: FinalModels, baselines: list[BaselineResult],
+                     protocol: str, best_se: float = 0.0) -> pd.DataFrame:
+    """Champion and baselines side by side: selection score ± its standard error over folds, test accuracy and
+    its 95% interval."""
+    seeds = f" (mean of {len(final.models)} seeds)" if len(final.models) > 1 else ""
+    rows = [{"model": f"champion (search winner){seeds}", "selection": best_score, "se": best_se,
+             "test": final.registered.accuracy, "test_ci": final.registered.interval}]
+    rows += [{"model": b.description, "selection": b.validation, "se": b.validation_se, "test": b.test.accuracy,
+              "test_ci": b.test.interval} for b in baselines]
+    table = pd.DataFrame(rows)
+    table[f"selection ({protocol})"] = [f"{v:.3f} ± {se:.3f}" if se else f"{v:.3f}"
+                                        for v, se in zip(table.pop("selection"), table.pop("se"))]
+    table["test accuracy [95% CI]"] = [f"{t:.3f} [{lo:.3f}, {hi:.3f}]" for t, (lo, hi) in
+                                       zip(table.pop("test"), table.pop("test_ci"))]
+    return table
+
+
+def best_baseline(baselines: list[BaselineResult]) -> BaselineResult | None:
+    """The baseline with the best selection score (the one the champion must beat)."""
+    return max(baselines, key=lambda b: b.validation) if baselines else None
+
+
+def summary_columns(trials: pd.DataFrame) -> pd.DataFrame:
+    """The trials table as printed and shown in the UI (every column stays in ``trials.csv``)."""
+    return trials[[c for c in SUMMARY_COLUMNS if c in trials.columns]]
+
+
+def score_error(trial) -> float:
+    """A finished trial's standard error over folds (0 for a holdout split, or a trial from before it existed)."""
+    return float(trial.metrics.get_last_value("score_se")) if trial.metrics.exists("score_se") else 0.0
+
+
+def verdict(best_score: float, final: FinalModels, baselines: list[BaselineResult], best_se: float = 0.0) -> str:
+    """One plain sentence: champion vs the best baseline on validation and on test, and whether validation can
+    tell them apart at all (their difference against the champion's standard error over folds)."""
+    top = best_baseline(baselines)
+    if top is None:
+        return "no baselines configured (tuning.baselines)"
+    test_gap = final.registered.accuracy - top.test.accuracy
+    scores = (f"validation {best_score:.3f} ± {best_se:.3f} vs {top.validation:.3f} ± {top.validation_se:.3f}, "
+              f"test {final.registered.accuracy:.3f} vs {top.test.accuracy:.3f} ({test_gap:+.3f})")
+    if best_se > 0 and abs(best_score - top.validation) <= best_se:
+        return (f"champion indistinguishable from the {top.description} on validation: the difference "
+                f"({best_score - top.validation:+.3f}) is within the champion's standard error over folds; "
+                f"{scores}. The test split is scored once and does not choose between them.")
+    if best_score > top.validation:
+        return f"champion vs best baseline ({top.description}): {scores}"
+    return (f"WARNING: no trial beat the best baseline on validation: {top.description} scored "
+            f"{top.validation:.3f}, the best trial {best_score:.3f} (test {top.test.accuracy:.3f} vs "
+            f"{final.registered.accuracy:.3f}). Widen the search space (search.family, search.inputs, "
+            f"search.streams) or use the baseline.")
+
+
+def leaderboard_markdown(outcome: Outcome, registration: Registration | None) -> str:
+    """The parent run's description in the MLflow UI: champion vs baselines, the decision, trials best first."""
+    lines = [f"### Search `{outcome.name}`: champion vs baselines", "", markdown_table(outcome.comparison), "",
+             f"**{outcome.verdict}**", ""]
+    if registration is not None:
+        decision = "holds" if registration.champion else "does not hold"
+        lines += [f"Registered as **{registration.name} version {registration.version}**, which {decision} the "
+                  f"alias: {registration.reason}.", ""]
+    lines += [f"#### Trials, best first ({outcome.data.protocol}; winner: trial {outcome.best.trial_id})", "",
+              markdown_table(summary_columns(outcome.trials).head(30))]
+    return "\n".join(lines)
+
+
+def outcome_metrics(config: Config, outcome: Outcome) -> dict[str, float]:
+    """The parent run's metrics: the registered model's test scores, each seed's, the selection, the baselines."""
+    best, final = outcome.best, outcome.final
+    metrics = {**final.registered.metrics(), **final.seed_metrics(),
+               f"best_{config.tuning.objective}": best.score, "selection_score": best.score,
+               "selection_score_se": score_error(best),
+               "trials_completed": int((outcome.trials.status == "COMPLETED").sum())}
+    for b in outcome.baselines:
+        metrics.update({f"baseline_{b.name}_selection": b.validation, f"baseline_{b.name}_selection_se": b.validation_se,
+                        f"baseline_{b.name}_test_accuracy": b.test.accuracy,
+                        f"baseline_{b.name}_test_ci_low": b.test.interval[0],
+                        f"baseline_{b.name}_test_ci_high": b.test.interval[1]})
+    top = best_baseline(outcome.baselines)
+    if top is not None:
+        metrics["champion_minus_best_baseline_selection"] = best.score - top.validation
+        metrics["champion_minus_best_baseline_test"] = final.registered.accuracy - top.test.accuracy
+    return metrics
+
+
+def log_report(tracker: SearchTracker, config: Config, outcome: Outcome) -> None:
+    """Metrics, tags and the evaluation files (plots, trials and baselines tables) on the parent run."""
+    tracker.log_metrics(outcome_metrics(config, outcome))
+    tracker.set_tags({"best_trial_id": outcome.best.trial_id, "selection_protocol": outcome.data.protocol,
+                      "selection_digest": outcome.data.selection_digest,
+                      "champion_vs_baseline": outcome.verdict[:5000]})
+    with tempfile.TemporaryDirectory(prefix="videoclf-report-") as tmp:
+        tmp = Path(tmp)
+        files = write_report_files(outcome.final.registered, tmp, tracker.search_curves(), title=outcome.name,
+                                   highlight=outcome.best.trial_id)
+        outcome.trials.to_csv(tmp / "trials.csv", index=False)
+        outcome.comparison.to_csv(tmp / "baselines.csv", index=False)
+        files.update(trials=tmp / "trials.csv", baselines=tmp / "baselines.csv")
+        tracker.log_artifact_files(files, "evaluation")
+
+
+def log_registration(tracker: SearchTracker, outcome: Outcome, registration: Registration | None) -> None:
+    """The registered version on the parent run and the winning trial, and the leaderboard as the description."""
+    if registration:
+        pointer = f"{registration.name}/{registration.version}"
+        tracker.tag_trial(outcome.best.trial_id, "registered_model_version", pointer)
+        tracker.set_tags({"registered_model_version": pointer})
+    tracker.set_tags({"mlflow.note.content": leaderboard_markdown(outcome, registration)})
+
+
+def print_trials(config: Config, data: PreparedData, best, trials: pd.DataFrame) -> None:
+    print("\ntrials (best first; every hyperparameter in the trial runs and evaluation/trials.csv):\n"
+          + summary_columns(trials).head(20).to_string(index=False))
+    print(f"\nwinner: trial {best.trial_id}, {data.protocol} {config.tuning.objective} {best.score:.4f}; "
+          f"refitting on all {len(data.train)} training videos ({config.tuning.final_seeds} seeds)", flush=True)
+
+
+def print_outcome(outcome: Outcome) -> None:
+    """Champion beside the baselines, the verdict, and the registered model's test report."""
+    print("\n" + outcome.comparison.to_string(index=False))
+    print(outcome.verdict)
+    final = outcome.final
+    seeds = final.seed_metrics()
+    each = ", ".join(f"{e.accuracy:.3f}" for e in final.evaluations)
+    registered = (f"the mean of {int(seeds['final_seeds'])} seeds' probabilities; each seed alone: "
+                  f"{seeds['test_accuracy_seed_mean']:.3f} ± {seeds['test_accuracy_seed_std']:.3f}, each {each}"
+                  if len(final.models) > 1 else "one seed")
+    print(f"test split (registered model: {registered}):\n" + format_report(final.registered))
+
