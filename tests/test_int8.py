@@ -10,7 +10,8 @@ from videoclf.data.videos import split_videos
 from videoclf.errors import WeightsError
 from videoclf.features import runtime
 from videoclf.features.backbones import resolve_weights
-from videoclf.features.extract import cache_key, extract_videos, open_cache
+from videoclf.features.cache import cache_key, open_cache
+from videoclf.features.extract import extract_videos
 from videoclf.features.quantize import INT8_TOLERANCE, photo_crops
 from videoclf.features.runtime import build_frame_model
 from videoclf.search.run import search_id_for

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -84,7 +83,8 @@ def cmd_data_ucf101(args: argparse.Namespace) -> None:
 def cmd_extract(args: argparse.Namespace) -> None:
     from videoclf.data.ensure import ensure_data
     from videoclf.data.videos import split_videos
-    from videoclf.features.extract import extract_videos, open_cache, open_motion_cache
+    from videoclf.features.cache import open_cache, open_motion_cache
+    from videoclf.features.extract import extract_videos
     from videoclf.features.backbones import resolve_weights
 
     extra = [f"data.root={args.root}"] if args.root else []
@@ -92,10 +92,7 @@ def cmd_extract(args: argparse.Namespace) -> None:
     weights = resolve_weights(config.extractor)
     if args.rebuild:
         for cache in filter(None, (open_cache(config, weights), open_motion_cache(config))):
-            with cache.locked():
-                shutil.rmtree(cache.path / "parts", ignore_errors=True)
-                for file in cache.path.glob("*.h5"):
-                    file.unlink()
+            cache.clear()
             print(f"cleared {cache.path}")
     if args.csv:
         root = Path(args.root) if args.root else config.data.root

@@ -18,7 +18,7 @@ from videoclf.config import Config
 from videoclf.data.table import group_id
 from videoclf.data.videos import split_videos
 from videoclf.errors import CacheError, DataError
-from videoclf.features.extract import open_cache, open_motion_cache
+from videoclf.features.cache import open_cache, open_motion_cache
 from videoclf.features.backbones import WeightsSource
 from videoclf.features.sample import derive_sequences
 from videoclf.streams import stream_sequences
@@ -116,7 +116,7 @@ def load_split(config: Config, split: str, weights: WeightsSource, vocabulary: V
         print(f"{split}: leaving out {len(videos) - len(usable)} undecodable videos "
               f"(see {cache.path / 'bad_videos.csv'})")
     keys = [videos[i].key for i in usable]
-    features, mask, n_frames = cache.read(keys)
+    features, mask, n_frames = cache.read(keys)  # every row verified (raises DamagedRows)
     motion, motion_valid = motion_cache.read(keys)[:2] if motion_cache else (None, None)
     # A group (UCF101 gNN: one actor, scene or source video) stays on one side whatever its class: when
     # classes share scenes, splitting a scene by class would reward memorising scenes.

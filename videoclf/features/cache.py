@@ -37,6 +37,7 @@ Every row is verified when read (checksum, digest, and the invariants of
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import io
 import json
@@ -49,8 +50,12 @@ import h5py
 import numpy as np
 from filelock import FileLock
 
+from videoclf.config import Config
 from videoclf.data.videos import VideoRef
 from videoclf.errors import CacheError
+from videoclf.features.backbones import FEATURE_DIMS, WeightsSource
+from videoclf.features.motion import DESCRIPTOR_VERSION, descriptor_size
+from videoclf.features.sample import SAMPLING_RULE
 from videoclf.versions import installed_versions
 
 SCHEMA_VERSION = 2  # 2: a per-row digest (files of 1 are read, checked by checksum and invariants)
@@ -71,6 +76,22 @@ def os_error_reason(exc: OSError) -> str:
     """The OS's own words for a failed file operation (strerror), else the exception's first line."""
     text = str(exc).strip()
     return exc.strerror or (text.splitlines()[0] if text else type(exc).__name__)
+
+
+class DamagedRows(CacheError):
+    """Cached rows failed their checks while read (``damaged``: video key → reason); never handed to training."""
+
+    def __init__(self, path: Path, damaged: dict[str, str]):
+        self.path, self.damaged = path, dict(damaged)
+        key, reason = next(iter(damaged.items()))
+        super().__init__(f"{path} holds {_count(len(damaged), 'damaged video')} (e.g. {key}: {reason}). Run "
+                         "videoclf extract (or tune) with the same config: damaged entries are extracted again.")
+
+    def summary(self) -> str:
+        """The damage in one console line: how many, which, why."""
+        shown = "; ".join(f"{key}: {reason}" for key, reason in list(self.damaged.items())[:3])
+        more = f"; and {len(self.damaged) - 3} more" if len(self.damaged) > 3 else ""
+        return f"{self.path}: {_count(len(self.damaged), 'cached video')} damaged ({shown}{more})"
 
 
 @dataclass(frozen=True)
@@ -135,8 +156,6 @@ class FeatureCache:
     # -- reading ---------------------------------------------------------
     def bad_videos(self) -> dict[str, str]:
         """Video key → reason, from every writer's ``bad_videos*.csv`` (videos extraction skipped)."""
-        import csv
-
         bad: dict[str, str] = {}
         for report in sorted(self.path.glob("bad_videos*.csv")):
             with report.open(newline="") as fh:
@@ -186,23 +205,21 @@ class FeatureCache:
                 found[video] = _Location(file, row, int(sizes[row]), int(mtimes[row]))
         return found
 
-    def missing(self, videos: list[VideoRef]) -> list[VideoRef]:
-        """Videos to extract: no entry, a file changed since it was cached, or a damaged entry (see
-        :func:`row_problem`: never fed to training, extracted again). Says on the console what it found."""
+    def missing(self, videos: list[VideoRef], verify: bool = True) -> list[VideoRef]:
+        """Videos to extract: no entry, a file changed since it was cached, or (``verify``: every cached row is read
+        and checked) a damaged entry (see :meth:`row_problem`: never fed to training, extracted again). Says on the
+        console what it found. ``tune`` verifies while it loads the rows instead, reading them once."""
         index = self.index()
         new = [v for v in videos if v.key not in index]
         changed = [v for v in self.absent_or_stale(videos, index) if v.key in index]
         outdated = {v.key for v in new + changed}
         cached = [v for v in videos if v.key not in outdated]
-        damaged = self.damaged([v.key for v in cached], index)
+        damaged = self.damaged([v.key for v in cached], index) if verify else {}
         if changed:
             print(f"{self.path}: {_count(len(changed), 'cached video')} changed on disk since "
                   f"(e.g. {changed[0].key}): extracting again", flush=True)
         if damaged:
-            shown = "; ".join(f"{key}: {reason}" for key, reason in list(damaged.items())[:3])
-            more = f"; and {len(damaged) - 3} more" if len(damaged) > 3 else ""
-            print(f"{self.path}: {_count(len(damaged), 'cached video')} damaged ({shown}{more}): "
-                  "extracting again", flush=True)
+            print(f"{DamagedRows(self.path, damaged).summary()}: extracting again", flush=True)
         return new + changed + [v for v in cached if v.key in damaged]
 
     def absent_or_stale(self, videos: list[VideoRef], index: dict[str, _Location] | None = None) -> list[VideoRef]:
@@ -226,10 +243,7 @@ class FeatureCache:
                              "Run: videoclf extract")
         features, mask, n_frames, damaged = self._read_rows(keys, index)
         if damaged:
-            key, reason = next(iter(damaged.items()))
-            raise CacheError(f"{self.path} holds {_count(len(damaged), 'damaged video')} (e.g. {key}: "
-                             f"{reason}). Run videoclf extract (or tune) with the same config: damaged entries "
-                             "are extracted again.")
+            raise DamagedRows(self.path, damaged)
         return features, mask, n_frames
 
     def _read_rows(self, keys: list[str], index: dict[str, _Location]):
@@ -349,6 +363,36 @@ class FeatureCache:
         for part in parts:
             part.unlink(missing_ok=True)
 
+    def write_bad_report(self, requested: list[VideoRef], bad: dict[str, str]) -> None:
+        """Merges this run's reasons into ``bad_videos.csv`` by video key: the other splits' and runs' reasons
+        stay; a requested video that decodes now leaves the list (caller holds the lock)."""
+        asked = {v.key for v in requested}
+        kept: dict[str, str] = {}
+        if self.report.is_file():
+            with self.report.open(newline="") as fh:
+                kept = {row["video"]: row["reason"] for row in csv.DictReader(fh)
+                        if row.get("video") and row["video"] not in asked}
+        kept.update(bad)
+        temporary = self.report.with_suffix(".csv.tmp")
+        try:
+            with temporary.open("w", newline="") as fh:
+                writer = csv.writer(fh, lineterminator="\n")
+                writer.writerow(["video", "reason"])
+                writer.writerows(sorted(kept.items()))
+            temporary.replace(self.report)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            raise CacheWriteError(self.path, os_error_reason(exc)) from None
+
+    def clear(self) -> None:
+        """Removes every cached entry (all writers' files and parts; the bad-video reports stay) under the lock."""
+        import shutil
+
+        with self.locked():
+            shutil.rmtree(self.parts, ignore_errors=True)
+            for file in self.path.glob("*.h5"):
+                file.unlink()
+
     def clear_stale_temporaries(self) -> None:
         """Removes ``*.tmp`` files a killed run of this writer left (caller holds the lock)."""
         for tmp in self.path.glob(f".{self.consolidated.name}.*.tmp"):
@@ -421,3 +465,48 @@ def _retry_vanished(read, attempts: int = 20):
 
 def _versions() -> dict[str, str]:
     return installed_versions(("videoclf", "h5py", "keras", "tensorflow", "opencv-python-headless"))
+
+
+# -- which caches a config reads ------------------------------------------------
+MOTION_DTYPE = "float32"  # 36 numbers a step: small, and flow rates of 1e-3 frame widths need the digits
+
+
+def cache_key(config: Config, weights: WeightsSource) -> dict:
+    """Everything that changes the features, and nothing else (float32 keys are as before precision existed)."""
+    precision = {"precision": config.extractor.precision} if config.extractor.precision != "float32" else {}
+    return {**precision,
+        "extractor": config.extractor.name,
+        "weights": weights.kind,
+        "weights_digest": weights.digest,
+        "image_size": config.sampling.image_size,
+        "crop": config.sampling.crop,
+        "sampling_rule": SAMPLING_RULE,
+        "max_seq_length": config.sampling.max_seq_length,
+        "dtype": config.cache.dtype,
+        "colour": "RGB",
+    }
+
+
+def open_cache(config: Config, weights: WeightsSource, shard: tuple[int, int] | None = None) -> FeatureCache:
+    return FeatureCache(config.cache.dir, cache_key(config, weights), FEATURE_DIMS[config.extractor.name],
+                        config.cache.dtype, shard)
+
+
+def motion_cache_key(config: Config) -> dict:
+    """Everything that changes the motion stream, and nothing else (no extractor: turning motion on for an
+    existing appearance cache runs no CNN, and changing the CNN keeps the motion stream)."""
+    motion = config.motion
+    return {"stream": "motion", "algorithm": motion.algorithm,
+            **({"preset": motion.preset} if motion.algorithm == "dis" else {}),
+            "frame_width": motion.frame_width, "grid": motion.grid, "descriptor_version": DESCRIPTOR_VERSION,
+            "crop": config.sampling.crop, "sampling_rule": SAMPLING_RULE,
+            "max_seq_length": config.sampling.max_seq_length, "dtype": MOTION_DTYPE}
+
+
+def open_motion_cache(config: Config, shard: tuple[int, int] | None = None) -> FeatureCache | None:
+    """The motion stream's cache, or None when ``motion.enabled`` is off."""
+    if not config.motion.enabled:
+        return None
+    return FeatureCache(config.cache.dir, motion_cache_key(config), descriptor_size(config.motion.grid),
+                        MOTION_DTYPE, shard)
+

@@ -13,7 +13,6 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from videoclf.features.backbones import lite0_weights_path as package_weights_path  # noqa: F401 - re-exported
 from videoclf.features.torch_legacy import load_state_dict
 
 # (repeats, kernel, stride, expand ratio, output channels) per stage.

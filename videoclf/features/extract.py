@@ -10,7 +10,6 @@ keeps what it finished. The model is built only if something is missing.
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
 import itertools
 import os
@@ -29,15 +28,13 @@ from tqdm.auto import tqdm
 from videoclf.config import Config
 from videoclf.data.videos import VideoRef
 from videoclf.errors import CacheError, DataError, VideoError
-from videoclf.features.cache import CacheWriteError, Entry, FeatureCache, os_error_reason
+from videoclf.features.cache import CacheWriteError, Entry, FeatureCache, open_cache, open_motion_cache
 from videoclf.features.decode import DecodedClip, decode_sampled
 from videoclf.features.encode import ClipEncoder, EncodedClip
-from videoclf.features.backbones import FEATURE_DIMS, WeightsSource
+from videoclf.features.backbones import WeightsSource
 from videoclf.features.runtime import build_frame_model, choose_runtime, gpu_present, runtime_cache_dir
-from videoclf.features.motion import DESCRIPTOR_VERSION, FlowDescriber, descriptor_size
-from videoclf.features.sample import SAMPLING_RULE
+from videoclf.features.motion import FlowDescriber
 
-MOTION_DTYPE = "float32"  # 36 numbers a step: small, and flow rates of 1e-3 frame widths need the digits
 MOTION_COMMIT = 32  # motion rows committed together (motion alone runs no model batches)
 DECODE_LOOKAHEAD = 8  # videos decoded before the model needs them; bounds memory
 GPU_DECODE_THREADS = max(1, min(4, (os.cpu_count() or 1) - 1))  # decoding beside a model on the GPU
@@ -62,46 +59,6 @@ class ExtractReport:
         """Throughput once the model is built (the seed loop's timing excludes its build too)."""
         busy = self.seconds - self.model_build_seconds
         return self.frames / busy if busy > 0 else 0.0
-
-
-def cache_key(config: Config, weights: WeightsSource) -> dict:
-    """Everything that changes the features, and nothing else (float32 keys are as before precision existed)."""
-    precision = {"precision": config.extractor.precision} if config.extractor.precision != "float32" else {}
-    return {**precision,
-        "extractor": config.extractor.name,
-        "weights": weights.kind,
-        "weights_digest": weights.digest,
-        "image_size": config.sampling.image_size,
-        "crop": config.sampling.crop,
-        "sampling_rule": SAMPLING_RULE,
-        "max_seq_length": config.sampling.max_seq_length,
-        "dtype": config.cache.dtype,
-        "colour": "RGB",
-    }
-
-
-def open_cache(config: Config, weights: WeightsSource, shard: tuple[int, int] | None = None) -> FeatureCache:
-    return FeatureCache(config.cache.dir, cache_key(config, weights), FEATURE_DIMS[config.extractor.name],
-                        config.cache.dtype, shard)
-
-
-def motion_cache_key(config: Config) -> dict:
-    """Everything that changes the motion stream, and nothing else (no extractor: turning motion on for an
-    existing appearance cache runs no CNN, and changing the CNN keeps the motion stream)."""
-    motion = config.motion
-    return {"stream": "motion", "algorithm": motion.algorithm,
-            **({"preset": motion.preset} if motion.algorithm == "dis" else {}),
-            "frame_width": motion.frame_width, "grid": motion.grid, "descriptor_version": DESCRIPTOR_VERSION,
-            "crop": config.sampling.crop, "sampling_rule": SAMPLING_RULE,
-            "max_seq_length": config.sampling.max_seq_length, "dtype": MOTION_DTYPE}
-
-
-def open_motion_cache(config: Config, shard: tuple[int, int] | None = None) -> FeatureCache | None:
-    """The motion stream's cache, or None when ``motion.enabled`` is off."""
-    if not config.motion.enabled:
-        return None
-    return FeatureCache(config.cache.dir, motion_cache_key(config), descriptor_size(config.motion.grid),
-                        MOTION_DTYPE, shard)
 
 
 def in_shard(key: str, shard: tuple[int, int]) -> bool:
@@ -153,34 +110,15 @@ class _Committer:
         self.bar.update(len(finished))
 
 
-def _write_bad_report(cache: FeatureCache, requested: list[VideoRef], bad: dict[str, str]) -> None:
-    """Merges this run's reasons into ``bad_videos.csv`` by video key: the other splits' and runs' reasons
-    stay; a requested video that decodes now leaves the list."""
-    asked = {v.key for v in requested}
-    kept: dict[str, str] = {}
-    if cache.report.is_file():
-        with cache.report.open(newline="") as fh:
-            kept = {row["video"]: row["reason"] for row in csv.DictReader(fh)
-                    if row.get("video") and row["video"] not in asked}
-    kept.update(bad)
-    temporary = cache.report.with_suffix(".csv.tmp")
-    try:
-        with temporary.open("w", newline="") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(["video", "reason"])
-            writer.writerows(sorted(kept.items()))
-        temporary.replace(cache.report)
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise CacheWriteError(cache.path, os_error_reason(exc)) from None
-
-
 def extract_videos(config: Config, videos: list[VideoRef], weights: WeightsSource, progress: bool = True,
-                   shard: tuple[int, int] | None = None) -> ExtractReport:
+                   shard: tuple[int, int] | None = None, verify: bool = True,
+                   again: frozenset[str] = frozenset()) -> ExtractReport:
     """Extracts every video of ``videos`` (of ``shard`` I/N, if given) not yet cached, in every enabled stream.
 
     A video whose appearance features are cached but whose motion stream is not is decoded for motion only:
-    the CNN never runs for it. Bad videos are listed in ``bad_videos.csv`` and skipped; raises DataError
+    the CNN never runs for it. ``verify`` reads and checks every cached row (``tune`` checks them while loading
+    instead, and names the damaged ones in ``again``, extracted in every stream whatever the cache says). Bad
+    videos are listed in ``bad_videos.csv`` and skipped; raises DataError
     only when no video is usable or more than ``cache.max_bad_fraction`` are bad.
     """
     if shard:
@@ -193,8 +131,8 @@ def extract_videos(config: Config, videos: list[VideoRef], weights: WeightsSourc
         for each in caches:
             held.enter_context(each.locked("waiting for another extract process to finish"))
             each.clear_stale_temporaries()
-        todo = {v.key for v in cache.missing(videos)}
-        motion_todo = {v.key for v in motion_cache.missing(videos)} if motion_cache else set()
+        todo = {v.key for v in cache.missing(videos, verify)} | set(again)
+        motion_todo = {v.key for v in motion_cache.missing(videos, verify)} | set(again) if motion_cache else set()
         jobs = [_Job(v, v.key in todo, v.key in motion_todo) for v in videos if v.key in todo | motion_todo]
         try:
             if jobs:
@@ -202,7 +140,7 @@ def extract_videos(config: Config, videos: list[VideoRef], weights: WeightsSourc
                 _run(config, weights, cache, motion_cache, jobs, report, progress)
             for each in caches:
                 each.compact()  # also merges parts an earlier run left when its merge failed
-                _write_bad_report(each, videos, report.bad)
+                each.write_bad_report(videos, report.bad)
         except CacheWriteError as exc:
             left = len(jobs) - report.extracted - len(report.bad)
             raise CacheError(f"{exc} Extracted and kept: {report.extracted} videos; left to extract: {left}; the "
@@ -240,11 +178,12 @@ def _check_space(cache: FeatureCache, n_videos: int) -> None:
                          "another folder (e.g. --set cache.dir=/scratch/features_cache).")
 
 
-def extract_split(config: Config, split: str, weights: WeightsSource, progress: bool = True) -> ExtractReport:
+def extract_split(config: Config, split: str, weights: WeightsSource, progress: bool = True,
+                  verify: bool = True) -> ExtractReport:
     """Extracts what is missing of one split of the config (``train`` / ``test``)."""
     from videoclf.data.videos import split_videos
 
-    return extract_videos(config, split_videos(config, split)[0], weights, progress=progress)
+    return extract_videos(config, split_videos(config, split)[0], weights, progress=progress, verify=verify)
 
 
 class _MotionCommitter:

@@ -26,7 +26,7 @@ import hashlib
 import importlib.util
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -169,24 +169,17 @@ def converted_path(cache_dir: Path, config: ExtractorConfig, image_size: int, we
     return Path(cache_dir) / f"{config.name}-{image_size}px-b{LITERT_BATCH}-{precision}-{digest}.tflite"
 
 
-def frame_model_from_keras(keras_model, config: ExtractorConfig, image_size: int) -> FrameModel:
-    """A runtime for an already built (e.g. loaded from a registered model) Keras extractor."""
-    dim = int(keras_model.output_shape[-1])
-    if choose_runtime(config.runtime, config.precision) == "litert":
-        flatbuffer = convert_to_litert(keras_model, LITERT_BATCH, image_size, config.precision)
-        return LiteRTFrames(flatbuffer, config.batch_size, dim)
-    return TensorFlowFrames(keras_model, config.batch_size, image_size, dim)
-
-
 def build_frame_model(config: ExtractorConfig, sampling: SamplingConfig, weights: WeightsSource,
-                      cache_dir: Path | None = None) -> FrameModel:
-    """The configured extractor on the chosen runtime; with ``cache_dir`` (e.g. ``runtime_cache_dir()``), a
-    converted LiteRT model is kept there and reused."""
+                      cache_dir: Path | None = None, keras_extractor: Callable[[], object] | None = None) -> FrameModel:
+    """The configured extractor on the chosen runtime (the one place it is built, for extraction and for the
+    registered model); with ``cache_dir`` (e.g. ``runtime_cache_dir()``), a converted LiteRT model is kept there
+    and reused, keyed by ``weights.digest``. ``keras_extractor()`` builds the Keras model when one is needed (default:
+    from ``weights``; the registered model loads its bundled weights, the same ones, so the same digest)."""
     dim = FEATURE_DIMS[config.name]
+    build = keras_extractor or (lambda: build_keras_extractor(config, sampling.image_size, weights))
     if choose_runtime(config.runtime, config.precision) == "tensorflow":
         quiet_tensorflow()  # TensorFlow is imported only where a model is built (a kept LiteRT model needs none)
-        return TensorFlowFrames(build_keras_extractor(config, sampling.image_size, weights), config.batch_size,
-                                sampling.image_size, dim)
+        return TensorFlowFrames(build(), config.batch_size, sampling.image_size, dim)
     file = converted_path(cache_dir, config, sampling.image_size, weights) if cache_dir else None
     if file is not None and file.is_file():
         try:
@@ -194,8 +187,7 @@ def build_frame_model(config: ExtractorConfig, sampling: SamplingConfig, weights
         except (OSError, ValueError, RuntimeError):
             file.unlink(missing_ok=True)  # unreadable: convert again
     quiet_tensorflow()
-    flatbuffer = convert_to_litert(build_keras_extractor(config, sampling.image_size, weights), LITERT_BATCH,
-                                   sampling.image_size, config.precision)
+    flatbuffer = convert_to_litert(build(), LITERT_BATCH, sampling.image_size, config.precision)
     if file is not None:
         tmp = file.with_suffix(f".{os.getpid()}.tmp")
         try:

@@ -57,17 +57,26 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         self.sequence_model = keras.saving.load_model(context.artifacts["sequence_model"], compile=False)
 
     def _frame_model(self, artifacts: dict):
-        """The bundled int8 model as is; else the bundled extractor weights on the runtime chosen here."""
+        """The bundled int8 model as is; else the bundled extractor weights on the runtime chosen here, converted
+        once per machine (the runtime cache is keyed by the weights' digest: extraction's conversion is reused)."""
         from videoclf.features.backbones import FEATURE_DIMS, WeightsSource, build_keras_extractor
-        from videoclf.features.runtime import LiteRTFrames, frame_model_from_keras
+        from videoclf.features.runtime import LiteRTFrames, build_frame_model, runtime_cache_dir
 
         config = self.settings.extractor
         if "int8_extractor" in artifacts:
             return LiteRTFrames(Path(artifacts["int8_extractor"]).read_bytes(), config.batch_size,
                                 FEATURE_DIMS[config.name])
-        extractor = build_keras_extractor(config, self.sampling.image_size, WeightsSource("none", None, "bundled"))
-        extractor.load_weights(artifacts["extractor_weights"])
-        return frame_model_from_keras(extractor, config, self.sampling.image_size)
+
+        def bundled():
+            extractor = build_keras_extractor(config, self.sampling.image_size, WeightsSource("none", None, "bundled"))
+            extractor.load_weights(artifacts["extractor_weights"])
+            return extractor
+
+        recorded = self.settings.extractor_weights or {}
+        weights = WeightsSource(recorded.get("kind", "bundled"), None, recorded.get("digest") or "bundled")
+        # a model registered before the digest was recorded converts on every load, as it always did
+        cache_dir = runtime_cache_dir() if recorded.get("digest") else None
+        return build_frame_model(config, self.sampling, weights, cache_dir, keras_extractor=bundled)
 
     def _encode(self, clips: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Sampled frames of each clip → cache-equivalent features ``(N, L, D)`` and sampled-frame counts,

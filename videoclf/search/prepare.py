@@ -10,7 +10,8 @@ from videoclf.config import Config
 from videoclf.dataset import Fold, SplitData, Vocabulary, load_split, make_folds, selection_digest
 from videoclf.errors import DataError
 from videoclf.features.backbones import FEATURE_DIMS, WeightsSource
-from videoclf.features.extract import extract_split
+from videoclf.features.cache import DamagedRows
+from videoclf.features.extract import extract_split, extract_videos
 from videoclf.model import feature_statistics, motion_statistics
 from videoclf.search.hypermodel import SequenceHyperModel
 
@@ -34,16 +35,16 @@ class PreparedData:
 
 def prepare(config: Config, weights: WeightsSource, progress: bool) -> PreparedData:
     """Reads both splits from the cache (extracting what is missing) and cuts the selection folds."""
-    for split in ("train", "test"):
-        extract_split(config, split, weights, progress)
-    train, vocabulary = load_split(config, "train", weights)
+    for split in ("train", "test"):  # rows are verified once, while loaded below
+        extract_split(config, split, weights, progress, verify=False)
+    train, vocabulary = _load(config, "train", weights, progress)
     present = {vocabulary.classes[i] for i in set(train.labels.tolist())}
     missing = [c for c in vocabulary.classes if c not in present]
     if len(present) < 2 or missing:
         raise DataError(f"{config.data.csv_path('train')}: expected at least two classes, each with usable "
                         f"training videos. Received: {sorted(present)}; without videos: {missing}. Add videos "
                         f"or set data.classes.")
-    test, _ = load_split(config, "test", weights, vocabulary)
+    test, _ = _load(config, "test", weights, progress, vocabulary)
     training = config.training
     n_folds = training.folds_for(len(train))
     folds = make_folds(train, n_folds, training.validation_fraction, training.seed)
@@ -62,3 +63,18 @@ def hypermodel_for(config: Config, data: PreparedData) -> SequenceHyperModel:
     return SequenceHyperModel(config.search, FEATURE_DIMS[config.extractor.name], len(data.vocabulary.classes),
                               data.normalizer, data.train.motion.shape[-1] if data.train.motion is not None else 0,
                               data.motion_normalizer)
+
+
+def _load(config: Config, split: str, weights: WeightsSource, progress: bool, vocabulary: Vocabulary | None = None):
+    """``load_split``, which reads and verifies every row once; damaged rows are extracted again, then read."""
+    from videoclf.data.videos import split_videos
+
+    for _ in range(2):  # a second stream's damage shows once the first stream's rows are sound
+        try:
+            return load_split(config, split, weights, vocabulary)
+        except DamagedRows as damage:
+            print(f"{damage.summary()}: extracting again", flush=True)
+            videos = [v for v in split_videos(config, split)[0] if v.key in damage.damaged]
+            extract_videos(config, videos, weights, progress, verify=False, again=frozenset(damage.damaged))
+    return load_split(config, split, weights, vocabulary)
+
