@@ -246,3 +246,11 @@ def test_mlflow_models_serve_names_bad_bytes_and_missing_columns(searched, tmp_p
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
+
+
+def test_a_bad_serve_flag_is_one_config_error(tmp_path):
+    from conftest import run_cli
+
+    result = run_cli(["serve", "--model", "models:/x/1", "--port", "0", "--body-timeout", "-1"], tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "(videoclf serve flags)" in result.stderr and "port" in result.stderr and "body_timeout_s" in result.stderr

@@ -144,18 +144,18 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    from videoclf.config import updated
+
+    config = _config(args, optional=True)
     flags = {"host": args.host, "port": args.port, "workers": args.workers, "max_videos": args.max_videos,
              "max_request_mb": args.max_request_mb, "timeout_s": args.timeout, "max_waiting": args.max_waiting,
-             "body_timeout_s": args.body_timeout, "shutdown_s": args.shutdown_timeout}
-    extra = [f"serving.{key}={value}" for key, value in flags.items() if value is not None]
-    config = _config(args, extra, optional=True)
-    serving = config.serving
-    from videoclf.registered.server import Limits, serve
+             "body_timeout_s": args.body_timeout, "shutdown_s": args.shutdown_timeout,
+             "allowed_roots": [*config.serving.allowed_roots, *args.allow_root] if args.allow_root else None}
+    serving = updated(config.serving, flags, "(videoclf serve flags)")
+    from videoclf.registered.server import serve
     from videoclf.registered.use import default_model_uri
 
-    serve(args.model or default_model_uri(config), host=serving.host, port=serving.port, workers=serving.workers,
-          allowed_roots=[*serving.allowed_roots, *args.allow_root],
-          limits=Limits.from_config(serving), shutdown_s=serving.shutdown_s)
+    serve(args.model or default_model_uri(config), serving)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -286,6 +286,10 @@ class ServingConfig(_Section):
     body_timeout_s: float = Field(30.0, gt=0)  # the whole request body must arrive within this; 408 otherwise
     shutdown_s: float = Field(5.0, ge=0)  # on SIGTERM, how long running requests may finish before they are cut
 
+    @property
+    def max_request_bytes(self) -> int:
+        return int(self.max_request_mb * 2**20)
+
 
 class Config(_Section):
     """One experiment: data, features, search, tracking and serving."""
@@ -368,6 +372,16 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def updated(section: _Section, values: dict, source: str) -> _Section:
+    """A config section with ``values`` (e.g. command-line flags; None: not given) applied and validated; a bad value
+    is one ConfigError naming ``source`` and the key."""
+    given = {k: v for k, v in values.items() if v is not None}
+    try:
+        return type(section).model_validate({**section.model_dump(), **given})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
 
 
 def _describe(error: ValidationError, source: str) -> str:

@@ -127,21 +127,27 @@ def load_split(config: Config, split: str, weights: WeightsSource, vocabulary: V
 
 
 def validation_split(data: SplitData, fraction: float, seed: int) -> tuple[SplitData, SplitData]:
-    """Stratified by class, grouped by UCF101 group (class + gNN), seeded.
+    """Stratified by class, grouped by UCF101 group (class + gNN), seeded: the first of ``round(1 / fraction)``
+    grouped folds (:func:`grouped_folds`).
 
     Unlike the seed's ``validation_split=0.3`` (the last 30% of a class-sorted
     CSV), every class appears on both sides and no group is split.
     """
+    folds = max(2, round(1 / fraction))
+    train_rows, val_rows = grouped_folds(data, folds, seed, f"a {fraction:.0%} grouped validation split",
+                                         "Lower training.validation_fraction or add videos")[0]
+    return data.subset(train_rows), data.subset(val_rows)
+
+
+def grouped_folds(data: SplitData, folds: int, seed: int, purpose: str, fix: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``folds`` (train rows, validation rows) pairs, stratified by class and grouped, seeded (the one splitter)."""
     from sklearn.model_selection import StratifiedGroupKFold
 
-    folds = max(2, round(1 / fraction))
     n_groups = len(set(data.groups))
     if n_groups < folds:
-        raise DataError(f"Expected at least {folds} video groups for a {fraction:.0%} grouped validation split. "
-                        f"Received: {n_groups}. Lower training.validation_fraction or add videos.")
+        raise DataError(f"Expected at least {folds} video groups for {purpose}. Received: {n_groups}. {fix}.")
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    train_rows, val_rows = next(splitter.split(np.zeros(len(data)), data.labels, data.groups))
-    return data.subset(train_rows), data.subset(val_rows)
+    return list(splitter.split(np.zeros(len(data)), data.labels, data.groups))
 
 
 @dataclass(frozen=True)
@@ -160,15 +166,8 @@ def make_folds(data: SplitData, folds: int, fraction: float, seed: int) -> list[
     """
     if folds == 1:
         return [Fold(*validation_split(data, fraction, seed))]
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    n_groups = len(set(data.groups))
-    if n_groups < folds:
-        raise DataError(f"Expected at least {folds} video groups for {folds}-fold cross-validation. "
-                        f"Received: {n_groups}. Set training.cv_folds lower (1 = one holdout split).")
-    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return [Fold(data.subset(train_rows), data.subset(val_rows))
-            for train_rows, val_rows in splitter.split(np.zeros(len(data)), data.labels, data.groups)]
+    return [Fold(data.subset(train_rows), data.subset(val_rows)) for train_rows, val_rows in grouped_folds(
+        data, folds, seed, f"{folds}-fold cross-validation", "Set training.cv_folds lower (1 = one holdout split)")]
 
 
 def selection_digest(data: SplitData, folds: int, fraction: float, seed: int) -> str:

@@ -23,16 +23,17 @@ informative numbers; the per-step projection sees both.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, get_args
 
 import keras
 import numpy as np
 from keras import ops
 
+from videoclf.config import Family, Inputs
 from videoclf.streams import stream_width, uses_appearance, uses_motion
 
-FAMILIES = ("pooled", "tcn", "gru", "attention")
-INPUTS = ("frames", "frames+deltas", "deltas", "steps")
+FAMILIES = get_args(Family)  # the vocabularies are the config's (one place)
+INPUTS = get_args(Inputs)
 POOLING_STATS = ("mean", "max", "min", "std")
 STEP_CHANNELS = 6  # see StepChannels
 

@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fastapi import FastAPI, Request  # FastAPI reads the handlers' annotations: Request must be global
@@ -50,22 +49,6 @@ JSON_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 EXPECTED = (f"Expected JSON like {{\"dataframe_records\": [{{\"{BYTES_COLUMN}\": \"<base64 of the file>\"}}]}} or "
             f"{{\"dataframe_split\": {{\"columns\": [\"{PATH_COLUMN}\"], \"data\": [[\"/allowed/root/v.avi\"]]}}}}; "
             f"columns: {', '.join(INPUT_COLUMNS)} (each row needs {PATH_COLUMN} or {BYTES_COLUMN})")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """How much work one request may ask for (defaults and meaning: ``config.ServingConfig``)."""
-
-    max_videos: int
-    max_request_bytes: int
-    timeout_s: float
-    max_waiting: int
-    body_timeout_s: float = 30.0
-
-    @classmethod
-    def from_config(cls, serving: ServingConfig) -> Limits:
-        return cls(serving.max_videos, int(serving.max_request_mb * 2**20), serving.timeout_s, serving.max_waiting,
-                   serving.body_timeout_s)
 
 
 class Refused(Exception):
@@ -132,14 +115,14 @@ def _not_json(constant: str):
     raise ValueError(f"{constant} is not a JSON value (use null)")
 
 
-def check_shape(columns: list[str], rows: int, limits: Limits) -> None:
+def check_shape(columns: list[str], rows: int, limits: ServingConfig) -> None:
     unknown = [c for c in columns if c not in INPUT_COLUMNS]
     if unknown or not ({PATH_COLUMN, BYTES_COLUMN} & set(columns)):
         raise Refused(400, f"Unknown or missing columns: received {columns}. {EXPECTED}")
     check_rows(rows, limits)
 
 
-def check_rows(rows: int, limits: Limits) -> None:
+def check_rows(rows: int, limits: ServingConfig) -> None:
     if rows > limits.max_videos:
         raise Refused(413, f"{rows} videos in one request; this server takes at most {limits.max_videos} "
                            "(split the request, or start the server with a higher --max-videos)")
@@ -148,7 +131,7 @@ def check_rows(rows: int, limits: Limits) -> None:
 class _BoundedModel:
     """What MLflow's ``invocations`` calls: the model, with the request's row limit checked first."""
 
-    def __init__(self, model, limits: Limits):
+    def __init__(self, model, limits: ServingConfig):
         self.model, self.limits, self.metadata = model, limits, model.metadata
 
     def predict(self, data, params=None):
@@ -167,7 +150,7 @@ def _json_response(status: int, message: str, headers: dict[str, str] | None = N
                     media_type="application/json", headers=headers)
 
 
-def create_app(model, limits: Limits):
+def create_app(model, limits: ServingConfig):
     """The FastAPI app serving ``model`` (a loaded pyfunc) under ``limits``."""
     from mlflow.pyfunc import scoring_server
     from mlflow.version import VERSION
@@ -257,7 +240,7 @@ def create_app(model, limits: Limits):
     return app
 
 
-def _too_big(size: int, limits: Limits) -> str:
+def _too_big(size: int, limits: ServingConfig) -> str:
     return (f"request body of {size / 2**20:.1f} MiB; this server takes at most "
             f"{limits.max_request_bytes / 2**20:.1f} MiB (send fewer or smaller videos per request, or start the "
             "server with a higher --max-request-mb)")
@@ -281,13 +264,12 @@ def app_from_environment():
     quiet_tensorflow()  # silent unless --verbose (VIDEOCLF_VERBOSE)
     logging.basicConfig(format="%(levelname)s: %(message)s")  # our one-line warnings, in every worker process
     model = load_video_model(os.environ[MODEL_ENV])
-    return create_app(model, Limits(**json.loads(os.environ[LIMITS_ENV])))
+    return create_app(model, ServingConfig.model_validate_json(os.environ[LIMITS_ENV]))
 
 
-def serve(model_uri: str, *, host: str, port: int, workers: int, allowed_roots: list[Path], limits: Limits,
-          shutdown_s: float = 5.0) -> None:
-    """Downloads the model once, then runs ``workers`` uvicorn processes on ``host:port`` until SIGTERM/SIGINT
-    (then running requests get ``shutdown_s`` seconds)."""
+def serve(model_uri: str, serving: ServingConfig) -> None:
+    """Downloads the model once, then runs ``serving.workers`` uvicorn processes on ``host:port`` until SIGTERM or
+    SIGINT (then running requests get ``serving.shutdown_s`` seconds)."""
     import uvicorn
     from mlflow.environment_variables import _MLFLOW_IS_IN_SERVING_ENVIRONMENT
 
@@ -295,19 +277,19 @@ def serve(model_uri: str, *, host: str, port: int, workers: int, allowed_roots: 
     from videoclf.registered.use import fetch_video_model
 
     roots = []
-    for root in allowed_roots:
+    for root in serving.allowed_roots:
         if not Path(root).is_dir():
             raise VideoclfError(f"--allow-root {root}: not a folder")
         roots.append(str(Path(root).resolve()))
     local = fetch_video_model(model_uri)  # once, here: every worker loads these files
     os.environ[MODEL_ENV] = local
-    os.environ[LIMITS_ENV] = json.dumps(asdict(limits))
+    os.environ[LIMITS_ENV] = serving.model_dump_json()  # each worker process reads the same settings
     os.environ[ALLOWED_ROOTS_ENV] = os.pathsep.join(roots)
     os.environ[_MLFLOW_IS_IN_SERVING_ENVIRONMENT.name] = "true"
     reads = f"paths under {', '.join(roots)} and bytes" if roots else "video bytes only (no --allow-root)"
-    print(f"serving {model_uri} on http://{host}:{port}/invocations with {workers} worker(s); reads {reads}; "
-          f"limits: {limits.max_videos} videos and {limits.max_request_bytes / 2**20:.0f} MiB per request, "
-          f"{limits.timeout_s:g} s per request, {limits.body_timeout_s:g} s for its body, {limits.max_waiting} "
-          f"waiting per worker", flush=True)
-    uvicorn.run("videoclf.registered.server:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                timeout_graceful_shutdown=shutdown_s, log_level="warning")
+    print(f"serving {model_uri} on http://{serving.host}:{serving.port}/invocations with {serving.workers} "
+          f"worker(s); reads {reads}; limits: {serving.max_videos} videos and {serving.max_request_mb:g} MiB per "
+          f"request, {serving.timeout_s:g} s per request, {serving.body_timeout_s:g} s for its body, "
+          f"{serving.max_waiting} waiting per worker", flush=True)
+    uvicorn.run("videoclf.registered.server:app_from_environment", factory=True, host=serving.host, port=serving.port,
+                workers=serving.workers, timeout_graceful_shutdown=serving.shutdown_s, log_level="warning")
