@@ -103,8 +103,8 @@ class ExtractorConfig(_Section):
     # auto: LiteRT (XNNPACK) on CPU-only machines where ai-edge-litert is installed, else TensorFlow. Features
     # are equal either way (within float rounding), so the runtime is not part of the cache key.
     runtime: Literal["auto", "litert", "tensorflow"] = "auto"
-    # float32: the backbone's own features. int8 (LiteRT only): Lite0 1.7x faster on a CPU, features within
-    # cosine 0.99 of float32's per frame (videoclf.features.quantize); they differ, so they have their own
+    # float32: the backbone's own features. int8 (LiteRT only): faster on a CPU (README "Measured"), features
+    # within a stated tolerance of float32's (videoclf.features.quantize); they differ, so they have their own
     # cache key and search id.
     precision: Literal["float32", "int8"] = "float32"
 

@@ -82,8 +82,8 @@ def check_video_file(path: Path) -> os.stat_result:
     return info
 
 
-# One decoder thread per file: FFmpeg's frame threading spends ~45% more CPU per frame for less throughput
-# (extract_speed.py, XVID: 1.54 vs 1.05 ms a sampled frame, same frames), CPU the model needs meanwhile.
+# One decoder thread per file: FFmpeg's frame threading spends more CPU per frame for less throughput
+# (extract_speed.py; README "Measured"), CPU the model needs meanwhile.
 # Parallelism comes from decoding several files at once instead (features.extract).
 _ONE_THREAD = [cv2.CAP_PROP_N_THREADS, 1] if hasattr(cv2, "CAP_PROP_N_THREADS") else []
 

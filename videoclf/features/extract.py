@@ -212,7 +212,7 @@ def _run(config, weights, cache, motion_cache, jobs: list[_Job], report, progres
     """Decode → model → commit. Where the model runs on the CPU, decoding and the model take turns, each on
     all cores (a chunk of ``DECODE_LOOKAHEAD`` videos decoded in parallel, then their frames through the
     model): side by side, the decode thread would take a core from the model's threads, which then wait on
-    each other (in turns: 92–98% of what the 2 cores allow, extract_speed.py). Beside a model on a GPU,
+    each other (in turns: nearly all the cores allow; README "Measured", extract_speed.py). Beside a model on a GPU,
     decoding runs ahead in a few threads instead. Motion steps are computed while decoding (in the same
     threads) and committed as they come; a job that needs no frames never reaches the model."""
     started = time.perf_counter()
@@ -223,7 +223,7 @@ def _run(config, weights, cache, motion_cache, jobs: list[_Job], report, progres
     motion = _MotionCommitter(motion_cache, report)
     opencv_threads = cv2.getNumThreads()
     # files are decoded in parallel, one per core: OpenCV's own threads inside each (resizing, optical flow) would
-    # only add overhead (extract_speed.py: motion costs 1.5x less CPU a frame with one)
+    # only add overhead (motion costs less CPU a frame with one: README "Measured", extract_speed.py)
     cv2.setNumThreads(1)
     try:
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decode") as pool:

@@ -1,9 +1,9 @@
 """``extractor.precision: int8``: the extractor as an int8 LiteRT model, calibrated on real photos.
 
 Why: on a CPU, XNNPACK's int8 kernels (VNNI / AVX-512 where present) run
-EfficientNet-Lite0 1.7× faster than its fp32 ones (extract_speed.py; the
-demo's whole extraction 1.5×). A fully int8 model moves the features too far
-(up to 15% of the largest feature), most of it from a few layers; so the
+EfficientNet-Lite0 faster than its fp32 ones (README "Measured",
+extract_speed.py). A fully int8 model moves the features too far, most of
+it from a few layers; so the
 third of the quantised tensors with the largest int8 error, measured layer by
 layer against float on the calibration photos (TensorFlow Lite's
 quantization debugger), stay in float. The features then stay within

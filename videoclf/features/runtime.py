@@ -4,8 +4,8 @@
 with features close to but not equal to float32's, so it has its own cache
 key (``features.quantize``).
 
-Why two runtimes: on a CPU, XNNPACK runs EfficientNet-Lite0 about 2× faster
-than TensorFlow's graph runtime (its depthwise convolutions and fused
+Why two runtimes: on a CPU, XNNPACK runs EfficientNet-Lite0 much faster
+than TensorFlow's graph runtime (README "Measured"; its depthwise convolutions and fused
 batch norm / ReLU6 are what XNNPACK is built for), with features equal to
 TensorFlow's within float rounding (max |diff| ~1e-5; tested on real photos,
 so the feature cache key does not depend on the runtime). On a GPU machine,
@@ -13,8 +13,8 @@ TensorFlow runs on the GPU. ``extractor.runtime``: ``auto`` (LiteRT when
 ``ai-edge-litert`` is installed and no NVIDIA GPU is present), ``litert`` or
 ``tensorflow``.
 
-The LiteRT model is converted once from the Keras extractor (about 1 s for
-Lite0, 4 s for InceptionV3) and kept in ``~/.cache/videoclf/runtimes``
+The LiteRT model is converted once from the Keras extractor (seconds) and
+kept in ``~/.cache/videoclf/runtimes``
 (``VIDEOCLF_RUNTIME_CACHE`` to move it), so a later run loads it without
 importing TensorFlow or building Keras at all.
 """
@@ -89,7 +89,7 @@ class LiteRTFrames:
     """A converted extractor run by LiteRT's interpreter with XNNPACK on ``threads`` CPU threads.
 
     The interpreter runs ``LITERT_BATCH`` frames at a time whatever ``batch_size`` the caller packs:
-    small batches stay in the CPU caches (Lite0 at 224 px: 372 frames/s at 4, 347 at 32; extract_speed.py).
+    small batches stay in the CPU caches (faster than large ones: extract_speed.py).
     """
 
     runtime = "litert"
