@@ -25,9 +25,14 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeo
     """Runs ``videoclf ARGS`` (or ``python ARGS`` when ``args[0]`` is a path to Python) as a user would: a fresh
     process in ``cwd``, this checkout on the path, TensorFlow's start-up lines off, output captured."""
     command = args if args and args[0] == sys.executable else [sys.executable, "-m", "videoclf", *args]
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
-    return subprocess.run(command, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
-                          **kwargs)
+    return subprocess.run(command, cwd=cwd, env=cli_env(**(env or {})), capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment of a ``videoclf`` (or Python) child process: this checkout on the path, TensorFlow's
+    start-up lines off, plus ``extra``."""
+    return {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", **extra}
 
 
 # A tiny demo search: a few clips, one holdout split; tests that are about CV/seeds/baselines ask for more.
@@ -86,6 +91,19 @@ def write_csv(path: Path, rows) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("video_name,tag\n" + "".join(f"{n},{t}\n" for n, t in rows))
     return path
+
+
+def write_dataset(root: Path, n: int = 6, frames=(12, 30), test: int = 2) -> list[tuple[str, str]]:
+    """A folder of ``n`` real videos of two classes (one group each, UCF101 names) with ``train.csv`` listing them
+    all and ``test.csv`` the first ``test``; returns the rows."""
+    rows = []
+    for i in range(n):
+        name = f"v_C{i % 2}_g{i:02d}_c01.avi"
+        write_video(root / name, frames[i % len(frames)], seed=i)
+        rows.append((name, f"C{i % 2}"))
+    write_csv(root / "train.csv", rows)
+    write_csv(root / "test.csv", rows[:test])
+    return rows
 
 
 @pytest.fixture
@@ -165,8 +183,8 @@ def free_port() -> int:
 
 def wait_until_up(url: str, server: subprocess.Popen, seconds: float = 180) -> None:
     """Polls ``url`` until it answers; fails early if ``server`` exits."""
-    deadline = time.time() + seconds
-    while time.time() < deadline:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         try:
             urllib.request.urlopen(url, timeout=2)
             return

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from videoclf.config import load_config
 from videoclf.search.run import search_id_for
 
-from conftest import REPO, TINY_SEARCH, free_port, trial_runs, wait_until_up, worker_pid
+from conftest import TINY_SEARCH, cli_env, free_port, trial_runs, wait_until_up, worker_pid
 
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None) if Path("/usr/lib/postgresql").is_dir() \
     else None
@@ -43,13 +43,13 @@ def postgres():
                                str(port), "-k", str(data), "-h", "127.0.0.1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.time() + 60
+        deadline = time.monotonic() + 60
         while True:
             probe = subprocess.run([str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
                                    capture_output=True)
             if probe.returncode == 0:
                 break
-            assert time.time() < deadline and server.poll() is None, "postgres did not start"
+            assert time.monotonic() < deadline and server.poll() is None, "postgres did not start"
             time.sleep(0.5)
         _as_postgres(PG_BIN / "createdb", "-h", "127.0.0.1", "-p", port, "-U", "postgres", "mlflow")
         yield f"postgresql://postgres@127.0.0.1:{port}/mlflow"
@@ -80,14 +80,14 @@ def tracking_server(postgres, tmp_path, monkeypatch):
 def test_chief_and_workers_log_to_a_tracking_server_on_postgres(tmp_path, make_config, tracking_server):
     epochs = 30
     path = make_config({**TINY_SEARCH, "tuning.max_trials": 4, "training.epochs": epochs, "search.batch_size": [2]})
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    env = cli_env()
     chief = subprocess.Popen([sys.executable, "-m", "videoclf", "tune", "--config", str(path), "--local-workers",
                               "2"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
     client = MlflowClient(tracking_server)
     search_id = search_id_for(load_config(path), "cfg")
-    victim, deadline = None, time.time() + 300
-    while victim is None and time.time() < deadline and chief.poll() is None:
+    victim, deadline = None, time.monotonic() + 300
+    while victim is None and time.monotonic() < deadline and chief.poll() is None:
         try:
             running = [r for r in trial_runs(client, search_id) if r.info.status == "RUNNING"]
         except Exception:  # noqa: BLE001 - the experiment may not exist yet

@@ -17,26 +17,15 @@ from videoclf.features.cache import open_cache
 from videoclf.features.extract import extract_videos
 from videoclf.features.backbones import resolve_weights
 
-from conftest import REPO, run_cli, write_csv, write_video
+from conftest import cli_env, run_cli, write_csv, write_dataset, write_video
 
 
 def _cache(config):
     return open_cache(config, resolve_weights(config.extractor))
 
 
-def _dataset(root, n=6, frames=(12, 30)):
-    rows = []
-    for i in range(n):
-        name = f"v_C{i % 2}_g{i:02d}_c01.avi"
-        write_video(root / name, frames[i % len(frames)], seed=i)
-        rows.append((name, f"C{i % 2}"))
-    write_csv(root / "train.csv", rows)
-    write_csv(root / "test.csv", rows[:2])
-    return rows
-
-
 def test_extract_caches_and_second_run_hits(tmp_path, make_config):
-    _dataset(tmp_path / "data")
+    write_dataset(tmp_path / "data")
     config = load_config(make_config())
     videos, _ = split_videos(config, "train")
     first = extract_videos(config, videos, resolve_weights(config.extractor), progress=False)
@@ -50,7 +39,7 @@ def test_extract_caches_and_second_run_hits(tmp_path, make_config):
 
 
 def test_key_changes_make_a_new_cache_and_changed_files_are_reextracted(tmp_path, make_config):
-    rows = _dataset(tmp_path / "data", n=2)
+    rows = write_dataset(tmp_path / "data", n=2)
     config = load_config(make_config())
     videos, _ = split_videos(config, "train")
     extract_videos(config, videos, resolve_weights(config.extractor), progress=False)
@@ -67,7 +56,7 @@ def test_key_changes_make_a_new_cache_and_changed_files_are_reextracted(tmp_path
 
 def test_bad_videos_are_reported_and_skipped(tmp_path, make_config):
     root = tmp_path / "data"
-    rows = _dataset(root, n=4)
+    rows = write_dataset(root, n=4)
     (root / "broken.avi").write_bytes(b"not a video")
     (root / "empty.avi").write_bytes(b"")
     write_csv(root / "train.csv", rows + [("broken.avi", "C0"), ("empty.avi", "C1"), ("gone.avi", "C0")])
@@ -104,7 +93,7 @@ def test_no_usable_video_fails(tmp_path, make_config):
 
 
 def test_corrupt_and_foreign_cache_files_are_detected(tmp_path, make_config):
-    _dataset(tmp_path / "data", n=2)
+    write_dataset(tmp_path / "data", n=2)
     config = load_config(make_config())
     videos, _ = split_videos(config, "train")
     report = extract_videos(config, videos, resolve_weights(config.extractor), progress=False)
@@ -122,7 +111,7 @@ def test_corrupt_and_foreign_cache_files_are_detected(tmp_path, make_config):
 
 
 def _slow_config(tmp_path, make_config, n):
-    rows = _dataset(tmp_path / "data", n=n, frames=(40,))
+    rows = write_dataset(tmp_path / "data", n=n, frames=(40,))
     write_csv(tmp_path / "data" / "test.csv", rows[:1])
     # batch 4 and InceptionV3 make each video take several model calls
     return make_config({"extractor.name": "inception_v3", "extractor.weights": "none", "extractor.batch_size": 4,
@@ -131,14 +120,31 @@ def _slow_config(tmp_path, make_config, n):
 
 def test_kill_9_mid_extraction_then_resume(tmp_path, make_config):
     path = _slow_config(tmp_path, make_config, n=24)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen([sys.executable, "-m", "videoclf", "extract", "--config", str(path)], cwd=tmp_path,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = tmp_path / "two-parts-committed"
+    # The extractor pauses once it has committed two parts (an event, not a race with a fast machine), and is
+    # killed there with the rest of its work in flight.
+    script = f"""
+import sys, time
+from videoclf.features import cache
+commit, done = cache.FeatureCache.commit, []
+def commit_then_pause(self, entries):
+    commit(self, entries)
+    done.append(len(entries))
+    if len(done) == 2:
+        open({str(marker)!r}, "w").close()
+        time.sleep(600)
+cache.FeatureCache.commit = commit_then_pause
+from videoclf.cli import main
+sys.exit(main(["extract", "--config", {str(path)!r}]))
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     config = load_config(path)
     parts = _cache(config).parts
-    deadline = time.time() + 240
-    while time.time() < deadline and len(list(parts.glob("*.h5"))) < 2:
-        time.sleep(0.02)
+    deadline = time.monotonic() + 300
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), "the extractor never committed two parts"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     committed = len(_cache(config).index())  # readable after the kill
@@ -152,7 +158,7 @@ def test_kill_9_mid_extraction_then_resume(tmp_path, make_config):
 
 def test_two_concurrent_extracts_do_the_work_once(tmp_path, make_config):
     path = _slow_config(tmp_path, make_config, n=6)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = cli_env()
     cmd = [sys.executable, "-m", "videoclf", "extract", "--config", str(path)]
     procs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]
@@ -167,7 +173,7 @@ def test_two_concurrent_extracts_do_the_work_once(tmp_path, make_config):
 def test_split_arrays_api_gives_features_mask_labels_at_any_length(tmp_path, make_config):
     from videoclf.dataset import split_arrays
 
-    _dataset(tmp_path / "data", n=4, frames=(5, 30))
+    write_dataset(tmp_path / "data", n=4, frames=(5, 30))
     config = load_config(make_config())
     features, mask, labels, vocabulary = split_arrays(config, "train", 4)
     assert features.shape == (4, 4, 1280) and features.dtype == np.float32
@@ -179,9 +185,9 @@ def test_split_arrays_api_gives_features_mask_labels_at_any_length(tmp_path, mak
 
 
 def test_shards_extract_side_by_side_and_readers_see_the_union(tmp_path, make_config):
-    _dataset(tmp_path / "data", n=8, frames=(12,))
+    write_dataset(tmp_path / "data", n=8, frames=(12,))
     path = make_config()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = cli_env()
     cmd = [sys.executable, "-m", "videoclf", "extract", "--config", str(path)]
     procs = [subprocess.Popen(cmd + ["--shard", f"{i}/2"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for i in range(2)]
@@ -208,7 +214,7 @@ def test_bad_shard_argument(tmp_path, make_config):
 
 
 def test_damaged_cached_features_are_never_trained_on_but_extracted_again(tmp_path, make_config, capsys):
-    _dataset(tmp_path / "data")
+    write_dataset(tmp_path / "data")
     config = load_config(make_config())
     videos, _ = split_videos(config, "train")
     report = extract_videos(config, videos, resolve_weights(config.extractor), progress=False)
@@ -248,7 +254,7 @@ def _file_size_limit(n_bytes):
 
 def test_a_failing_cache_write_is_one_clear_error_and_the_rerun_resumes(tmp_path, make_config):
     # Each video's part file (~33 KB) fits under the limit; merging the six parts (~135 KB) does not.
-    _dataset(tmp_path / "data")
+    write_dataset(tmp_path / "data")
     path = make_config()
     failed = run_cli(["extract", "--config", str(path)], cwd=tmp_path, preexec_fn=_file_size_limit(60_000))
     assert failed.returncode == 2, failed.stderr[-3000:]
@@ -265,11 +271,11 @@ def test_a_failing_cache_write_is_one_clear_error_and_the_rerun_resumes(tmp_path
 
 def test_a_tmpfs_cache_filling_up_or_read_only(tmp_path, make_config):
     """A real small file system (a tmpfs in a private mount namespace; skipped where that is not permitted)."""
-    _dataset(tmp_path / "data")
+    write_dataset(tmp_path / "data")
     path = make_config()
     cache_dir = tmp_path / "cache"
     cache_dir.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = cli_env()
     extract = f"{sys.executable} -m videoclf extract --config {path}"
     script = f"""
     mount -t tmpfs -o size=64k tmpfs {cache_dir} || exit 77
@@ -299,7 +305,7 @@ def test_a_tmpfs_cache_filling_up_or_read_only(tmp_path, make_config):
 
 
 def test_csv_rows_may_be_absolute_or_outside_the_data_root_with_stable_keys(tmp_path, make_config):
-    rows = _dataset(tmp_path / "data", n=4)
+    rows = write_dataset(tmp_path / "data", n=4)
     outside = write_video(tmp_path / "elsewhere" / "v_C0_g09_c01.avi", 12, seed=9)
     listed = [(str(tmp_path / "data" / rows[0][0]), rows[0][1]),  # absolute, inside the root
               (f"./{rows[1][0]}", rows[1][1]), (rows[2][0], rows[2][1]), (rows[3][0], rows[3][1]),
@@ -320,7 +326,7 @@ def test_load_split_only_reads_the_cache(tmp_path, make_config):
 
     from videoclf.dataset import load_split
 
-    rows = _dataset(tmp_path / "data", n=4)
+    rows = write_dataset(tmp_path / "data", n=4)
     config = load_config(make_config())
     weights = resolve_weights(config.extractor)
     extract_videos(config, split_videos(config, "train")[0], weights, progress=False)
@@ -355,7 +361,7 @@ def test_decoding_ahead_of_a_gpu_model_and_in_turns_with_a_cpu_model_give_the_sa
         tmp_path, make_config, monkeypatch):
     """On CPUs decoding and the model take turns; beside a GPU (here pretended: TensorFlow on the CPU)
     decoding runs ahead. Either way every video gets its own frames' features."""
-    _dataset(tmp_path / "data", n=10, frames=(12, 30, 7))
+    write_dataset(tmp_path / "data", n=10, frames=(12, 30, 7))
     turns = load_config(make_config(), [f"cache.dir={tmp_path / 'turns'}"])
     ahead = load_config(make_config(), [f"cache.dir={tmp_path / 'ahead'}"])
     videos, _ = split_videos(turns, "train")
@@ -385,7 +391,7 @@ def _overwrite_dataset_bytes(file, name, make_bytes):
     ("n_frames", lambda n: np.random.default_rng(2).bytes(n)),  # absurd clip lengths
 ])
 def test_damaged_cache_metadata_is_found_named_and_extracted_again(tmp_path, make_config, capsys, dataset, damage):
-    _dataset(tmp_path / "data")
+    write_dataset(tmp_path / "data")
     config = load_config(make_config({"motion.enabled": True}))
     videos, _ = split_videos(config, "train")
     weights = resolve_weights(config.extractor)
@@ -416,7 +422,7 @@ def test_damaged_cache_metadata_is_found_named_and_extracted_again(tmp_path, mak
 
 
 def test_cache_files_of_schema_1_without_digests_are_still_read_and_checked(tmp_path, make_config):
-    _dataset(tmp_path / "data")
+    write_dataset(tmp_path / "data")
     config = load_config(make_config())
     videos, _ = split_videos(config, "train")
     weights = resolve_weights(config.extractor)

@@ -16,7 +16,7 @@ from videoclf.features.quantize import INT8_TOLERANCE, photo_crops
 from videoclf.features.runtime import build_frame_model
 from videoclf.search.run import search_id_for
 
-from conftest import write_csv, write_video
+from conftest import write_dataset
 
 
 def test_int8_features_are_within_the_stated_tolerance_on_photos_never_calibrated_on(tmp_path):
@@ -57,12 +57,7 @@ def test_the_registered_int8_model_gives_the_cached_features(tmp_path, make_conf
 
     from videoclf.registered.writer import log_video_model
 
-    rows = []
-    for i in range(3):
-        write_video(tmp_path / "data" / f"v_C{i % 2}_g{i:02d}_c01.avi", 10 + 4 * i, seed=i)
-        rows.append((f"v_C{i % 2}_g{i:02d}_c01.avi", f"C{i % 2}"))
-    write_csv(tmp_path / "data" / "train.csv", rows)
-    write_csv(tmp_path / "data" / "test.csv", rows)
+    write_dataset(tmp_path / "data", n=3, frames=(10, 14, 18), test=3)
     config = load_config(make_config(), ["extractor.precision=int8"])
     weights = resolve_weights(config.extractor)
     videos, _ = split_videos(config, "train")

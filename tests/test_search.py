@@ -16,7 +16,7 @@ from videoclf.config import load_config
 from videoclf.search.run import FinishedEarlier, run_search, search_id_for
 from videoclf.tracking import ROLE_TAG, STATUS_TAG
 
-from conftest import REPO, TINY_SEARCH, trial_runs, worker_pid
+from conftest import REPO, TINY_SEARCH, cli_env, trial_runs, worker_pid
 
 
 def test_search_logs_every_trial_registers_and_tests_the_winner(tmp_path, make_config, tracking_uri, capsys):
@@ -133,12 +133,12 @@ def test_resumed_search_reruns_nothing_and_logs_no_duplicates(tmp_path, make_con
     path = make_config({**TINY_SEARCH, "tuning.max_trials": 2, "training.epochs": 60, "search.batch_size": [2]})
     config = load_config(path)
     search_id = search_id_for(config, "cfg")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = cli_env()
     proc = subprocess.Popen([sys.executable, "-m", "videoclf", "tune", "--config", str(path)], cwd=tmp_path,
                             env=env, stdout=subprocess.DEVNULL, stderr=(tmp_path / "tune.log").open("w"))
     client = MlflowClient()
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             if client.get_experiment_by_name("test") and trial_runs(client, search_id):
                 break
@@ -169,7 +169,7 @@ def test_resumed_search_reruns_nothing_and_logs_no_duplicates(tmp_path, make_con
 def test_two_tune_processes_started_together_on_a_fresh_store(tmp_path, make_config, tracking_uri):
     # Fresh data folder, cache, tuner directory and SQLite store: everything is created by the two at once.
     path = make_config({**TINY_SEARCH, "tuning.max_trials": 2, "training.epochs": 2})
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = cli_env()
     procs = [subprocess.Popen([sys.executable, "-m", "videoclf", "tune", "--config", str(path)], cwd=tmp_path,
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for _ in range(2)]
@@ -193,7 +193,7 @@ def test_two_tune_processes_started_together_on_a_fresh_store(tmp_path, make_con
 @pytest.mark.slow
 def test_mlflow_run_entry_point(tmp_path, make_config, tracking_uri):
     path = make_config({**TINY_SEARCH, "tuning.max_trials": 1, "training.epochs": 1})
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    env = cli_env()
     result = subprocess.run(["mlflow", "run", str(REPO), "-e", "tune", "--env-manager", "local", "-P",
                              f"config={path}", "-P", "max_trials=1"], cwd=tmp_path, env=env, capture_output=True,
                             text=True, timeout=600)
@@ -210,7 +210,7 @@ def test_mlflow_run_entry_point(tmp_path, make_config, tracking_uri):
 @pytest.mark.slow
 def test_chief_and_two_local_workers_log_each_trial_once(tmp_path, make_config, tracking_uri):
     path = make_config({**TINY_SEARCH, "tuning.max_trials": 4, "training.epochs": 2})
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    env = cli_env()
     result = subprocess.run([sys.executable, "-m", "videoclf", "tune", "--config", str(path), "--local-workers", "2"],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -228,15 +228,15 @@ def test_chief_and_two_local_workers_log_each_trial_once(tmp_path, make_config, 
 @pytest.mark.slow
 def test_a_worker_killed_mid_trial_is_replaced_and_the_search_completes(tmp_path, make_config, tracking_uri):
     path = make_config({**TINY_SEARCH, "tuning.max_trials": 4, "training.epochs": 40, "search.batch_size": [2]})
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    env = cli_env()
     chief = subprocess.Popen([sys.executable, "-m", "videoclf", "tune", "--config", str(path), "--local-workers",
                               "2"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
     client = MlflowClient()
     search_id = search_id_for(load_config(path), "cfg")
-    deadline = time.time() + 300
+    deadline = time.monotonic() + 300
     victim = None
-    while time.time() < deadline and chief.poll() is None and victim is None:
+    while time.monotonic() < deadline and chief.poll() is None and victim is None:
         try:
             running = [r for r in trial_runs(client, search_id) if r.info.status == "RUNNING"]
         except Exception:  # noqa: BLE001 - the store may be mid-creation
@@ -304,7 +304,7 @@ def test_a_full_artifact_store_is_one_message_and_nothing_is_registered(tmp_path
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
     client.create_experiment("test", artifact_location=str(artifacts))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", "MLFLOW_TRACKING_URI": uri}
+    env = cli_env(MLFLOW_TRACKING_URI=uri)
     script = f"""
     mount -t tmpfs -o size=96k tmpfs {artifacts} || exit 77
     {sys.executable} -m videoclf tune --config {path}

@@ -16,7 +16,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from conftest import MODEL, REPO, free_port, wait_until_up
+from conftest import MODEL, cli_env, free_port, wait_until_up
 
 MAX_VIDEOS = 4
 
@@ -33,7 +33,7 @@ def _strict_json(text: str):
 def _running_server(searched, logs, *flags):
     """``videoclf serve`` of the searched champion in its own process group, its output in ``logs/serve.log``."""
     port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": searched["uri"], "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    env = cli_env(MLFLOW_TRACKING_URI=searched["uri"])
     log = (logs / "serve.log").open("w")
     process = subprocess.Popen([sys.executable, "-m", "videoclf", "serve", "--model", MODEL, "--port", str(port),
                                 *flags], cwd=searched["root"], env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -229,7 +229,7 @@ def test_bad_windows_over_http_are_row_errors(server):
 def test_mlflow_models_serve_names_bad_bytes_and_missing_columns(searched, tmp_path):
     """MLflow's own server (README offers it too): what the model sees there is answered as clearly."""
     port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": searched["uri"], "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    env = cli_env(MLFLOW_TRACKING_URI=searched["uri"])
     log = (tmp_path / "mlflow-serve.log").open("w")
     process = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", MODEL, "-p", str(port),
                                 "--env-manager", "local"], cwd=tmp_path, env=env, stdout=log,
