@@ -114,7 +114,7 @@ def test_models_registered_by_earlier_layouts_still_load(old_module, store, make
         info = log_video_model(config, resolve_weights(config.extractor), model, ("A", "B"), 6)
     local = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(store / old_module)))
     flavor = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["python_function"]
-    code_file = local / flavor["model_code_path"]
+    code_file = local / Path(flavor["model_code_path"]).name  # the copy in the model (the path names the source)
     code_file.write_text(f"from mlflow.models import set_model\n\nfrom {old_module} import VideoClassifier\n\n"
                          "set_model(VideoClassifier())\n")  # what that layout's served_model.py held
     script = (f"import videoclf.cli, mlflow, pandas as pd\nmodel = mlflow.pyfunc.load_model({str(local)!r})\n"
