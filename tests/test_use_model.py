@@ -210,3 +210,26 @@ def test_a_one_frame_video_is_predicted_with_a_warning_that_nothing_moved(search
     table = model.predict(pd.DataFrame({"video_path": [str(still), str(searched["videos"][0])]}))
     assert table.predicted_label.notna().all() and table.error.isna().all()
     assert "only 1 frame decoded: nothing moves in it" in table.warning[0] and table.warning[1] is None
+
+
+def test_on_a_cpu_the_registered_model_predicts_without_tensorflow(searched, tmp_path):
+    """LiteRT runs the bundled extractor and sequence models: neither TensorFlow nor Keras is imported, by the
+    pyfunc or by `videoclf predict`; on a GPU (assumed here) the Keras models give the same probabilities."""
+    videos = [str(v) for v in searched["videos"][:2]]
+    script = f"""
+import json, sys
+import mlflow, pandas as pd
+model = mlflow.pyfunc.load_model({MODEL!r})
+table = model.predict(pd.DataFrame({{"video_path": {videos!r}}}))
+from videoclf.cli import main
+main(["predict", *{videos!r}, "--model", {MODEL!r}])
+print(json.dumps({{"probabilities": table.drop(columns=["video_path", "predicted_label", "error", "warning"])
+                  .to_numpy().tolist(), "imported": sorted(m for m in ("tensorflow", "keras") if m in sys.modules)}}))
+"""
+    answers = {}
+    for runtime, extra in (("litert", {}), ("keras", {"VIDEOCLF_ASSUME_GPU": "1"})):
+        result = run_cli([sys.executable, "-c", script], tmp_path, {"MLFLOW_TRACKING_URI": searched["uri"], **extra})
+        assert result.returncode == 0, result.stderr[-3000:]
+        answers[runtime] = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answers["litert"]["imported"] == [] and answers["keras"]["imported"] == ["keras", "tensorflow"]
+    np.testing.assert_allclose(answers["litert"]["probabilities"], answers["keras"]["probabilities"], atol=1e-4)

@@ -128,8 +128,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    config = _config(args, optional=True)
-    _quiet_tensorflow()
+    config = _config(args, optional=True)  # TensorFlow is imported only if the model needs it (a GPU, an old model)
     from videoclf.registered.use import default_model_uri, predict_videos
 
     predict_videos(args.videos, args.model or default_model_uri(config), args.gif, args.csv, args.window, args.stride)
@@ -137,7 +136,6 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     config = _config(args)
-    _quiet_tensorflow()
     from videoclf.registered.use import default_model_uri, evaluate_model
 
     evaluate_model(config, args.model or default_model_uri(config), args.split)

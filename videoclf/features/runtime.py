@@ -198,3 +198,44 @@ def build_frame_model(config: ExtractorConfig, sampling: SamplingConfig, weights
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
     return LiteRTFrames(flatbuffer, config.batch_size, dim)
+
+
+# -- the sequence model on LiteRT -------------------------------------------------
+def convert_sequence_model(keras_model, seq_length: int) -> bytes:
+    """A sequence model as a LiteRT flatbuffer over one clip ``(1, seq_length, width)``: its variables frozen into
+    constants (Keras' seed generators and normalisation statistics would otherwise be resource variables LiteRT
+    cannot read) and its recurrent loops unrolled by the converter's static shapes."""
+    quiet_tensorflow()
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    width = int(keras_model.input_shape[-1])
+    forward = tf.function(lambda clips: keras_model(clips, training=False),
+                          input_signature=[tf.TensorSpec([1, seq_length, width], tf.float32)])
+    frozen = convert_variables_to_constants_v2(forward.get_concrete_function())
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    with silenced_stderr():  # the converter's MLIR pass notices
+        return converter.convert()
+
+
+class LiteRTSequences:
+    """A converted sequence model run by LiteRT, clip by clip (its input shape is fixed: one clip): what the
+    registered model predicts with on CPUs, without importing TensorFlow."""
+
+    def __init__(self, flatbuffer: bytes, threads: int | None = None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        with silenced_stderr():
+            self._interpreter = Interpreter(model_content=flatbuffer, num_threads=threads or os.cpu_count() or 1)
+            self._interpreter.allocate_tensors()
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        self._output = self._interpreter.get_output_details()[0]["index"]
+
+    def __call__(self, clips: np.ndarray) -> np.ndarray:
+        out = []
+        for clip in np.asarray(clips, np.float32):
+            self._interpreter.set_tensor(self._input, np.ascontiguousarray(clip[None]))
+            self._interpreter.invoke()
+            out.append(self._interpreter.get_tensor(self._output)[0].copy())
+        return np.stack(out) if out else np.zeros((0, 0), np.float32)
+

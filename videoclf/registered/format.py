@@ -31,6 +31,8 @@ from videoclf.versions import installed_versions
 
 SETTINGS = "settings.json"
 INT8_EXTRACTOR = "extractor.int8.tflite"
+LITERT_EXTRACTOR = "extractor.tflite"  # the float extractor as converted for LiteRT (CPU inference without TensorFlow)
+LITERT_SEQUENCES = "sequence_model.tflite"  # the sequence model likewise (Keras' stays beside it: the GPU path)
 
 
 @dataclass(frozen=True)

@@ -45,27 +45,48 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
     """decode → sample → extract → sequence model, with the settings recorded at training time."""
 
     def load_context(self, context) -> None:
-        import keras
-
-        import videoclf.model  # noqa: F401 - registers the custom layers for loading
+        """On a CPU with LiteRT and a model that carries LiteRT forms, neither TensorFlow nor Keras is imported;
+        elsewhere (a GPU, or a model registered before the LiteRT forms) the Keras models run."""
+        from videoclf.features.runtime import choose_runtime
 
         self.settings = ModelSettings.from_json(Path(context.artifacts["settings"]).read_text())
         self.classes = list(self.settings.classes)
         self.sampling = self.settings.sampling
+        extractor = self.settings.extractor
+        self.runtime = choose_runtime(extractor.runtime, extractor.precision)
         # a motion-only model never runs the frame extractor: it is not even loaded
-        self.frames_model = self._frame_model(context.artifacts) if uses_appearance(self.settings.stream) else None
-        self.sequence_model = keras.saving.load_model(context.artifacts["sequence_model"], compile=False)
+        self.frames_model = (self._frame_model(context.artifacts) if uses_appearance(self.settings.stream)
+                             else None)
+        self.sequence_model = self._sequence_model(context.artifacts)
+
+    def _sequence_model(self, artifacts: dict):
+        """``clips (N, seq_length, width)`` → probabilities: LiteRT where this machine runs it, else Keras."""
+        if self.runtime == "litert" and "litert_sequence_model" in artifacts:
+            from videoclf.features.runtime import LiteRTSequences
+
+            return LiteRTSequences(Path(artifacts["litert_sequence_model"]).read_bytes())
+        from videoclf.console import quiet_tensorflow
+
+        quiet_tensorflow()
+        import keras
+
+        import videoclf.model  # noqa: F401 - registers the custom layers for loading
+
+        model = keras.saving.load_model(artifacts["sequence_model"], compile=False)
+        return lambda clips: model.predict(clips, verbose=0)
 
     def _frame_model(self, artifacts: dict):
-        """The bundled int8 model as is; else the bundled extractor weights on the runtime chosen here, converted
-        once per machine (the runtime cache is keyed by the weights' digest: extraction's conversion is reused)."""
+        """The bundled LiteRT extractor (int8: always; float: where this machine runs LiteRT) as is; else the
+        bundled extractor weights on the runtime chosen here, converted once per machine (the runtime cache is
+        keyed by the weights' digest: extraction's conversion is reused)."""
         from videoclf.features.backbones import FEATURE_DIMS, WeightsSource, build_keras_extractor
         from videoclf.features.runtime import LiteRTFrames, build_frame_model, runtime_cache_dir
 
         config = self.settings.extractor
-        if "int8_extractor" in artifacts:
-            return LiteRTFrames(Path(artifacts["int8_extractor"]).read_bytes(), config.batch_size,
-                                FEATURE_DIMS[config.name])
+        bundled_litert = artifacts.get("int8_extractor") or (
+            artifacts.get("litert_extractor") if self.runtime == "litert" else None)
+        if bundled_litert:
+            return LiteRTFrames(Path(bundled_litert).read_bytes(), config.batch_size, FEATURE_DIMS[config.name])
 
         def bundled():
             extractor = build_keras_extractor(config, self.sampling.image_size, WeightsSource("none", None, "bundled"))
@@ -103,7 +124,7 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
     def _probabilities(self, clips: "_Clips") -> np.ndarray:
         sequences = stream_sequences(self.settings.stream, self.settings.seq_length, clips.stored, clips.features,
                                      clips.motion, clips.motion_valid)
-        return self.sequence_model.predict(sequences, verbose=0)
+        return self.sequence_model(sequences)
 
     def features(self, paths: list[str]) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
         """Cache-equivalent features ``(N, L, D)`` and real-frame counts of video files; errors by row."""

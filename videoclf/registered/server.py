@@ -258,10 +258,8 @@ def _client_message(exc: MlflowException) -> str:
 
 def app_from_environment():
     """uvicorn's factory in each worker process: the model and limits come from the parent's environment."""
-    from videoclf.console import quiet_tensorflow
     from videoclf.registered.use import load_video_model
 
-    quiet_tensorflow()  # silent unless --verbose (VIDEOCLF_VERBOSE)
     logging.basicConfig(format="%(levelname)s: %(message)s")  # our one-line warnings, in every worker process
     model = load_video_model(os.environ[MODEL_ENV])
     return create_app(model, ServingConfig.model_validate_json(os.environ[LIMITS_ENV]))

@@ -15,6 +15,8 @@ import mlflow.pyfunc
 
 from videoclf.registered.format import (
     INT8_EXTRACTOR,
+    LITERT_EXTRACTOR,
+    LITERT_SEQUENCES,
     SETTINGS,
     ModelSettings,
     model_requirements,
@@ -50,12 +52,7 @@ def log_video_model(config, weights, sequence_model, classes, seq_length: int, t
         (tmp / SETTINGS).write_text(settings.to_json())
         artifacts = {"sequence_model": str(tmp / "sequence_model.keras"),
                      "extractor_weights": str(tmp / "extractor.weights.h5"), "settings": str(tmp / SETTINGS)}
-        if config.extractor.precision == "int8":  # the calibrated int8 model itself, not a recipe to redo
-            from videoclf.features.runtime import build_frame_model, runtime_cache_dir
-
-            int8_model = build_frame_model(config.extractor, config.sampling, weights, runtime_cache_dir())
-            (tmp / INT8_EXTRACTOR).write_bytes(int8_model.flatbuffer)
-            artifacts["int8_extractor"] = str(tmp / INT8_EXTRACTOR)
+        artifacts.update(_litert_artifacts(config, weights, sequence_model, int(seq_length), stream, tmp))
         with warnings.catch_warnings():  # an input example would have to be a real video; the signature says all
             warnings.filterwarnings("ignore", message=".*input example was not provided.*")
             return mlflow.pyfunc.log_model(
@@ -64,4 +61,29 @@ def log_video_model(config, weights, sequence_model, classes, seq_length: int, t
                 code_paths=[str(Path(videoclf.__file__).parent)], pip_requirements=model_requirements(),
                 signature=video_signature(classes), metadata={"classes": list(classes), "seq_length": seq_length})
 
+
+def _litert_artifacts(config, weights, sequence_model, seq_length: int, stream: str, folder: Path) -> dict[str, str]:
+    """The LiteRT forms a CPU needs to predict without TensorFlow: the extractor exactly as it filled the cache
+    (int8: the calibrated model itself, not a recipe to redo) and the sequence model. None where LiteRT is not
+    installed (the model then runs on Keras, as on a GPU)."""
+    from videoclf.features.runtime import (
+        build_frame_model,
+        convert_sequence_model,
+        litert_available,
+        runtime_cache_dir,
+    )
+    from videoclf.streams import uses_appearance
+
+    out = {}
+    if config.extractor.precision == "int8" or (litert_available() and uses_appearance(stream)):
+        extractor = config.extractor.model_copy(update={"runtime": "litert"})
+        frames = build_frame_model(extractor, config.sampling, weights, runtime_cache_dir())
+        name, key = (INT8_EXTRACTOR, "int8_extractor") if config.extractor.precision == "int8" else (
+            LITERT_EXTRACTOR, "litert_extractor")
+        (folder / name).write_bytes(frames.flatbuffer)
+        out[key] = str(folder / name)
+    if litert_available():
+        (folder / LITERT_SEQUENCES).write_bytes(convert_sequence_model(sequence_model, seq_length))
+        out["litert_sequence_model"] = str(folder / LITERT_SEQUENCES)
+    return out
 
