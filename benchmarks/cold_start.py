@@ -39,9 +39,10 @@ import numpy as np, mlflow
 from videoclf.config import load_config
 from videoclf.features.backbones import resolve_weights
 from videoclf.model import build_sequence_model, seed_ensemble
-try:
-    from videoclf.registered.writer import log_registered_model as log_model
-except ImportError:  # the layout before videoclf/registered
+import os, videoclf
+if os.path.isdir(os.path.join(os.path.dirname(videoclf.__file__), "registered")):  # (an editable install of
+    from videoclf.registered.writer import log_registered_model as log_model  # another layout must not answer)
+else:  # the layout before videoclf/registered
     from videoclf.video_model import log_video_model as log_model
 config = load_config("experiments/demo.yaml")
 models = [build_sequence_model(num_features=1280, num_classes=5, family="gru", inputs="frames+deltas",
