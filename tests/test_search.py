@@ -346,3 +346,41 @@ def test_storage_failures_name_the_place_and_other_errors_pass_through():
     with pytest.raises(ValueError, match="unrelated"):
         with writing_to("the tuner directory /t", "set it elsewhere"):
             raise ValueError("unrelated")
+
+
+@pytest.mark.parametrize("family", ["pooled", "gru"])
+def test_one_compiled_model_across_folds_trains_exactly_as_a_fresh_model_per_fold(family):
+    """cross_validate reuses one compiled model (traced once) for every fold; each fold must still start from its
+    own seed's weights, dropout seeds and a fresh optimizer: the curves are identical to fresh models'."""
+    import keras
+
+    from videoclf.dataset import Fold, SplitData
+    from videoclf.model import build_sequence_model
+    from videoclf.search.crossval import cross_validate
+
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        features = rng.normal(size=(n, 6, 16)).astype(np.float16)
+        return SplitData([f"v{i}" for i in range(n)], rng.integers(0, 3, n), features, np.full(n, 6), ["g"] * n, "d")
+
+    folds = [Fold(split(24), split(12)) for _ in range(3)]
+
+    def build():
+        return build_sequence_model(num_features=16, num_classes=3, family=family, inputs="frames", frame_units=8,
+                                    gru_units=(8,), dropout=0.3, input_dropout=0.3)
+
+    def fit(model, fold, **kwargs):
+        return model.fit(fold.train.inputs(6), fold.train.labels, batch_size=4,
+                         validation_data=(fold.validation.inputs(6), fold.validation.labels), **kwargs)
+
+    shared = cross_validate(build, fit, folds, epochs=4, objective="val_accuracy", seed=7)
+    fresh = []
+    for index, fold in enumerate(folds):
+        keras.utils.set_random_seed(7 + index)
+        fresh.append(fit(build(), fold, epochs=4, verbose=0).history)
+    expected = cross_validate(build, fit, folds[:1], epochs=4, objective="val_accuracy", seed=7)
+    assert shared.fold_scores[0] == expected.fold_scores[0]
+    assert shared.fold_scores == [h["val_accuracy"][shared.best_epoch] for h in fresh]
+    assert shared.curves["train_loss"] == pytest.approx(
+        list(np.mean([h["loss"] for h in fresh], axis=0)), abs=0, rel=1e-12)

@@ -74,12 +74,14 @@ def cross_validate(build: Callable, fit: Callable, folds: list[Fold], *, epochs:
     """
     import keras
 
-    histories = []
+    histories, shared = [], None
     for execution in range(executions):
         for index, fold in enumerate(folds):
             keras.utils.set_random_seed(seed + 1000 * execution + index)
-            model = build()
-            histories.append(fit(model, fold, epochs=epochs, callbacks=callbacks(), verbose=0).history)
+            model = build()  # this fold's initial weights and dropout seeds
+            shared = shared or _TracedModel(model)
+            histories.append(fit(shared.starting_as(model), fold, epochs=epochs, callbacks=callbacks(),
+                                 verbose=0).history)
     curves = _mean_curves(histories)
     if objective not in curves:
         raise ValueError(f"Expected the objective {objective!r} among the training metrics. "
@@ -89,3 +91,26 @@ def cross_validate(build: Callable, fit: Callable, folds: list[Fold], *, epochs:
     fold_scores = [float(np.pad(h[keras_objective], (0, epoch + 1), mode="edge")[epoch]) for h in histories]
     return CrossValidation({k: [float(v) for v in values] for k, values in curves.items()}, epoch,
                            float(curves[objective][epoch]), fold_scores, objective)
+
+
+class _TracedModel:
+    """One compiled model trained on every fold: each fold's freshly built model only lends its initial state
+    (weights, dropout seed states), and the optimizer starts again from zero. Keras then traces its training and
+    validation steps once per trial instead of once per fold; the histories are identical (tests/test_search.py)."""
+
+    def __init__(self, model):
+        self.model = model
+        model.optimizer.build(model.trainable_variables)
+        self.optimizer_start = [variable.numpy() for variable in model.optimizer.variables]
+        self.first = True
+
+    def starting_as(self, fresh):
+        if self.first:  # the first fold's model is the shared one
+            self.first = False
+            return self.model
+        for variable, initial in zip(self.model.variables, fresh.variables, strict=True):
+            variable.assign(initial.value)
+        for variable, initial in zip(self.model.optimizer.variables, self.optimizer_start, strict=True):
+            variable.assign(initial)
+        return self.model
+
