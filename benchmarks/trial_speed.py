@@ -62,6 +62,7 @@ def main() -> None:
                           check=True).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="videoclf-trials-") as tmp:
         shared = Path(tmp) / "shared"
+        (shared / "data").mkdir(parents=True)  # an overridden data.root must exist: the demo is generated into it
         run_side(head, Path(tmp) / "head", shared, args.trials, extract_only=True)  # data and features, untimed
         results = {label: run_side(commit, Path(tmp) / label, shared, args.trials)
                    for label, commit in (("base", args.base), ("head", head))}

@@ -115,3 +115,13 @@ def test_an_empty_config_file_says_it_is_empty(tmp_path, text):
     empty.write_text(text)
     with pytest.raises(ConfigError, match=r"mine\.yaml is empty\. Start from one in experiments/"):
         load_config(empty)  # never the built-in defaults, whose ImageNet weights would need the network
+
+
+def test_a_mistyped_data_root_is_an_error_and_nothing_is_generated_there(tmp_path):
+    typo = tmp_path / "my_footgae"
+    with pytest.raises(ConfigError, match=r"data\.root .*my_footgae does not exist \(set on the command line; "
+                                          r".*demo\.yaml says data/demo\)\. Point it at a folder holding train\.csv"):
+        load_config(REPO / "experiments" / "demo.yaml", [f"data.root={typo}"])
+    assert not typo.exists()
+    typo.mkdir()  # an existing (empty) folder: the demo set may be generated there
+    assert load_config(REPO / "experiments" / "demo.yaml", [f"data.root={typo}"]).data.root == typo

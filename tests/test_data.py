@@ -158,7 +158,7 @@ def test_photo_motion_set_is_deterministic_real_and_split_by_photo(tmp_path):
 
 def test_generators_never_overwrite_a_users_own_csvs(tmp_path, capsys):
     from videoclf.config import load_config
-    from videoclf.data.ensure import ensure_data
+    from videoclf.data.ensure import ensure_data, for_own_data
 
     from conftest import REPO
 
@@ -168,8 +168,17 @@ def test_generators_never_overwrite_a_users_own_csvs(tmp_path, capsys):
     write_csv(mine / "test.csv", [("v_Fast_g01_c01.avi", "Fast")])
     before = (mine / "train.csv").read_bytes()
     for name in ("demo.yaml", "photo_motion.yaml"):  # e.g. videoclf tune --set data.root=/my/footage
-        ensure_data(load_config(REPO / "experiments" / name, [f"data.root={mine}"]))
+        config = load_config(REPO / "experiments" / name, [f"data.root={mine}"])
+        ensure_data(config)
+        own, run_name = for_own_data(config)  # the user's data gets the user's names, never the demo's model
+        assert run_name == "footage" and own.data.demo is None and own.data.photo_motion is None
+        assert own.tracking.experiment_name == own.tracking.registered_model_name == "videoclf-footage"
+        chosen, _ = for_own_data(load_config(REPO / "experiments" / name, [f"data.root={mine}",
+                                                                          "tracking.registered_model_name=mine"]))
+        assert chosen.tracking.registered_model_name == "mine"
+        assert chosen.tracking.experiment_name == "videoclf-footage"
     assert (mine / "train.csv").read_bytes() == before and len(list(mine.glob("*.avi"))) == 1
-    assert "holds its own train.csv/test.csv: using them" in capsys.readouterr().out
+    demo, run_name = for_own_data(load_config(REPO / "experiments" / "demo.yaml"))
+    assert run_name is None and demo.tracking.registered_model_name == "videoclf"
     with pytest.raises(DataError, match="refusing to overwrite"):
         generate_demo(mine, DemoConfig(train_groups=2, test_groups=1, clips_per_group=1))

@@ -54,7 +54,7 @@ def test_key_changes_make_a_new_cache_and_changed_files_are_reextracted(tmp_path
     assert n_frames[0] == 5 and mask[0].sum() == 5
 
 
-def test_bad_videos_are_reported_and_skipped(tmp_path, make_config):
+def test_bad_videos_are_reported_and_skipped(tmp_path, make_config, capsys):
     root = tmp_path / "data"
     rows = write_dataset(root, n=4)
     (root / "broken.avi").write_bytes(b"not a video")
@@ -80,6 +80,10 @@ def test_bad_videos_are_reported_and_skipped(tmp_path, make_config):
     extract_videos(config, videos, resolve_weights(config.extractor), progress=False)
     listed = (report.cache_path / "bad_videos.csv").read_text()
     assert "broken.avi" not in listed and "corrupt.avi" in listed and "gone.avi" in listed
+    extract_videos(config, split_videos(config, "train")[0], resolve_weights(config.extractor), progress=False)
+    capsys.readouterr()
+    load_split(config, "train", resolve_weights(config.extractor))  # missing and undecodable, counted apart
+    assert "train: leaving out 1 missing video and 1 undecodable video (reasons in" in capsys.readouterr().out
 
 
 def test_no_usable_video_fails(tmp_path, make_config):
@@ -438,3 +442,31 @@ def test_cache_files_of_schema_1_without_digests_are_still_read_and_checked(tmp_
     assert extract_videos(config, videos, weights, progress=False).extracted == len(videos)
     with h5py.File(file, "r") as handle:
         assert "digest" in handle  # the merge wrote the current schema
+
+
+@pytest.mark.parametrize("names,column,grouping", [
+    ("v_C{c}_g{g:02d}_c{i:02d}.avi", False, "UCF101 gNN in the video names"),
+    ("clip_{c}_{g}_{i}.avi", True, "the CSV's group column"),
+    ("clip_{c}_{g}_{i}.avi", False, "none (every video is its own group)"),
+])
+def test_groups_come_from_a_csv_column_or_ucf101_names_and_their_absence_is_said(tmp_path, make_config, capsys,
+                                                                              names, column, grouping):
+    root = tmp_path / "data"
+    rows = []
+    for i in range(8):
+        name = names.format(c=i % 2, g=i // 4, i=i)
+        write_video(root / name, 6, seed=i)
+        rows.append((name, f"C{i % 2}") + ((f"source{i // 4}",) if column else ()))
+    header = "video_name,tag,group\n" if column else "video_name,tag\n"
+    for split in ("train", "test"):
+        (root / f"{split}.csv").write_text(header + "".join(",".join(r) + "\n" for r in rows))
+    config = load_config(make_config({"training.cv_folds": 2}))
+    data = prepare(config, resolve_weights(config.extractor), progress=False)
+    assert data.train.grouping == grouping
+    if grouping.startswith("none"):
+        assert "not grouped" in capsys.readouterr().out and len(set(data.train.groups)) == 8
+    else:
+        assert len(set(data.train.groups)) == 2  # two sources, never split across a fold
+        for fold in data.folds:
+            assert not set(fold.train.groups) & set(fold.validation.groups)
+

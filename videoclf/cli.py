@@ -25,10 +25,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def _config(args: argparse.Namespace, extra: list[str] | None = None, optional: bool = False) -> Config:
     """The experiment config; with ``optional``, built-in defaults when the default file is absent
     (predict/evaluate run from any directory: the model carries its own settings)."""
+    from videoclf.data.ensure import for_own_data
+
     overrides = list(args.overrides) + (extra or [])
     if optional and args.config == DEFAULT_CONFIG and not DEFAULT_CONFIG.is_file():
+        args.own_data = None
         return load_config(None, overrides, defaults_only=True)
-    return load_config(args.config, overrides)
+    config, args.own_data = for_own_data(load_config(args.config, overrides))
+    return config
 
 
 def _quiet_tensorflow() -> None:
@@ -114,6 +118,12 @@ def cmd_extract(args: argparse.Namespace) -> None:
 def cmd_tune(args: argparse.Namespace) -> None:
     extra = [f"tuning.max_trials={args.max_trials}"] if args.max_trials else []
     config = _config(args, extra)  # config errors come before TensorFlow is imported
+    name = args.own_data or args.config.stem
+    if args.own_data:
+        print(f"{config.data.root}: your own train.csv/test.csv (nothing is generated there); results go to "
+              f"experiment '{config.tracking.experiment_name}', model '{config.tracking.registered_model_name}', "
+              f"run '{name}' (choose with --set tracking.experiment_name=... / tracking.registered_model_name=...)",
+              flush=True)
     _quiet_tensorflow()
     from videoclf.search.run import run_search
 
@@ -122,9 +132,9 @@ def cmd_tune(args: argparse.Namespace) -> None:
 
         worker_args = ["--config", str(args.config), *[a for o in args.overrides for a in ("--set", o)],
                        "--max-trials", str(args.max_trials)]
-        run_with_local_workers(config, args.config.stem, worker_args, args.local_workers)
+        run_with_local_workers(config, name, worker_args, args.local_workers)
     else:
-        run_search(config, name=args.config.stem)
+        run_search(config, name=name)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:

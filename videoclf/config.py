@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from videoclf.errors import ConfigError
 
@@ -294,6 +294,12 @@ class ServingConfig(_Section):
 class Config(_Section):
     """One experiment: data, features, search, tracking and serving."""
 
+    _set_keys: frozenset[str] = PrivateAttr(default_factory=frozenset)  # dotted keys set on the command line
+
+    def was_set(self, dotted: str) -> bool:
+        """Whether ``--set`` (or a flag) gave this key, as opposed to the config file or a default."""
+        return dotted in self._set_keys
+
     data: DataConfig = DataConfig()
     sampling: SamplingConfig = SamplingConfig()
     extractor: ExtractorConfig = ExtractorConfig()
@@ -420,9 +426,26 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
                           f"experiments/demo.yaml {path}) and edit it.")
     if not isinstance(raw, dict):
         raise ConfigError(f"Config file {path} must hold a mapping of sections. Received: {type(raw).__name__}")
-    merged = _merge(raw, parse_overrides(overrides))
+    given = parse_overrides(overrides)
+    merged = _merge(raw, given)
     try:
-        return Config.model_validate(merged)
+        config = Config.model_validate(merged)
     except ValidationError as exc:
         source = f"{path}" + (f" with overrides {overrides}" if overrides else "")
         raise ConfigError(_describe(exc, source)) from None
+    config._set_keys = frozenset(_dotted(given))
+    if config.was_set("data.root") and not config.data.root.exists():
+        raise ConfigError(
+            f"data.root {config.data.root} does not exist (set on the command line; {path} says "
+            f"{(raw.get('data') or {}).get('root', DataConfig().root)}). Point it at a folder holding train.csv and "
+            "test.csv (columns video_name,tag) and the videos; to generate a data set there instead, create the "
+            "folder first.")
+    return config
+
+
+def _dotted(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys of a nested override tree: ``{"data": {"root": x}}`` → ``["data.root"]``."""
+    keys = []
+    for key, value in tree.items():
+        keys += _dotted(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"]
+    return keys

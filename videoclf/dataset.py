@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from videoclf.config import Config
-from videoclf.data.table import group_id
+from videoclf.data.table import GROUP_COLUMN, group_id, read_video_table
 from videoclf.data.videos import split_videos
 from videoclf.errors import CacheError, DataError
 from videoclf.features.cache import open_cache, open_motion_cache
@@ -52,6 +52,7 @@ class SplitData:
     n_frames: np.ndarray | None = None  # (N,) frames that really decoded (the clip's length)
     motion: np.ndarray | None = None  # (N, L, M) motion step descriptors, when the motion stream is on
     motion_valid: np.ndarray | None = None  # (N, L) which of those steps exist
+    grouping: str = "UCF101 gNN in the video names"  # how ``groups`` were found (see dataset._groups)
     _by_length: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
     _inputs: dict[tuple[int, str], np.ndarray] = field(default_factory=dict, repr=False)
 
@@ -85,7 +86,7 @@ class SplitData:
 
         return SplitData([self.keys[i] for i in rows], self.labels[rows], self.features[rows],
                          self.cached_frames[rows], [self.groups[i] for i in rows], f"{self.digest}:{len(rows)}",
-                         pick(self.n_frames), pick(self.motion), pick(self.motion_valid))
+                         pick(self.n_frames), pick(self.motion), pick(self.motion_valid), self.grouping)
 
 
 def vocabulary_for(config: Config, train_tags: list[str]) -> Vocabulary:
@@ -98,9 +99,11 @@ def load_split(config: Config, split: str, weights: WeightsSource, vocabulary: V
                ) -> tuple[SplitData, Vocabulary]:
     """Reads a split from the cache (no extraction, no lock); videos listed as undecodable are left out."""
     videos, tags = split_videos(config, split)
+    named_groups = _csv_groups(config, split)
     if config.data.classes:
         keep = [i for i, t in enumerate(tags) if t in set(config.data.classes)]
         videos, tags = [videos[i] for i in keep], [tags[i] for i in keep]
+        named_groups = [named_groups[i] for i in keep] if named_groups else None
     vocabulary = vocabulary or vocabulary_for(config, tags)
     labels = vocabulary.encode(tags, str(config.data.csv_path(split)))
     cache, motion_cache = open_cache(config, weights), open_motion_cache(config)
@@ -112,18 +115,46 @@ def load_split(config: Config, split: str, weights: WeightsSource, vocabulary: V
             raise CacheError(f"{len(missing)} videos of the {split} split (e.g. {missing[0].key}) are not in the "
                              f"feature cache {each.path}, or changed since. Run videoclf extract with the same "
                              "config first.")
-    if len(usable) < len(videos):
-        print(f"{split}: leaving out {len(videos) - len(usable)} undecodable videos "
-              f"(see {cache.path / 'bad_videos.csv'})")
+    _say_left_out(split, [bad[v.key] for v in videos if v.key in bad], cache.path / "bad_videos.csv")
     keys = [videos[i].key for i in usable]
     features, mask, n_frames = cache.read(keys)  # every row verified (raises DamagedRows)
     motion, motion_valid = motion_cache.read(keys)[:2] if motion_cache else (None, None)
-    # A group (UCF101 gNN: one actor, scene or source video) stays on one side whatever its class: when
-    # classes share scenes, splitting a scene by class would reward memorising scenes.
-    groups = [f"g{group_id(videos[i].key)}" if group_id(videos[i].key) else videos[i].key for i in usable]
+    groups, grouping = _groups([videos[i].key for i in usable], [named_groups[i] for i in usable]
+                               if named_groups else None)
     digest = hashlib.sha256("\n".join(f"{k},{tags[i]}" for k, i in zip(keys, usable)).encode()).hexdigest()
     return SplitData(keys, labels[usable], features, mask.sum(axis=1), groups, digest[:16], n_frames, motion,
-                     motion_valid), vocabulary
+                     motion_valid, grouping), vocabulary
+
+
+def _csv_groups(config: Config, split: str) -> list[str] | None:
+    """The CSV's ``group`` column, row by row (None when it has none)."""
+    table = read_video_table(config.data.csv_path(split))
+    return list(table[GROUP_COLUMN]) if GROUP_COLUMN in table.columns else None
+
+
+def _groups(keys: list[str], named: list[str] | None) -> tuple[list[str], str]:
+    """Each video's group, and how the groups were found. A group (one actor, scene or source video) stays on one
+    side of every split whatever its class: when classes share scenes, splitting a scene by class would reward
+    memorising scenes. From the CSV's ``group`` column, else UCF101's ``gNN`` in the name, else none: every video
+    is its own group."""
+    if named is not None:
+        return [f"csv:{g}" if g else key for g, key in zip(named, keys)], "the CSV's group column"
+    found = [group_id(key) for key in keys]
+    if any(found):
+        return [f"g{g}" if g else key for g, key in zip(found, keys)], "UCF101 gNN in the video names"
+    return list(keys), NO_GROUPS
+
+
+NO_GROUPS = "none (every video is its own group)"
+
+
+def _say_left_out(split: str, reasons: list[str], report) -> None:
+    """Missing files and undecodable ones, counted apart."""
+    missing = sum(reason.endswith("file not found") for reason in reasons)
+    parts = [f"{count} {what}{'' if count == 1 else 's'}" for count, what in
+             ((missing, "missing video"), (len(reasons) - missing, "undecodable video")) if count]
+    if parts:
+        print(f"{split}: leaving out {' and '.join(parts)} (reasons in {report})")
 
 
 def validation_split(data: SplitData, fraction: float, seed: int) -> tuple[SplitData, SplitData]:

@@ -14,11 +14,9 @@ def ensure_data(config: Config) -> None:
     """
     from videoclf.data.generated import holds_user_data
 
-    generator = "data.demo" if config.data.demo is not None else (
-        "data.photo_motion" if config.data.photo_motion is not None else None)
+    generator = _generator(config)
     if generator and holds_user_data(config.data.root):
-        print(f"{config.data.root} holds its own train.csv/test.csv: using them; the {generator} generator is "
-              f"skipped (set {generator}=null to silence this)", flush=True)
+        pass  # the user's own data (see for_own_data): used as it is, never overwritten
     elif generator:
         from videoclf.data.demo import generate_demo
         from videoclf.data.photo_motion import generate_photo_motion
@@ -38,3 +36,28 @@ def ensure_data(config: Config) -> None:
                 f"{config.data.csv_path(split)} not found. For UCF101 run: videoclf data ucf101 --root DIR; "
                 "for the offline demo use --config experiments/demo.yaml"
             )
+
+
+def _generator(config: Config) -> str | None:
+    if config.data.demo is not None:
+        return "demo"
+    return "photo_motion" if config.data.photo_motion is not None else None
+
+
+def for_own_data(config: Config) -> tuple[Config, str | None]:
+    """A config whose generator would write ``data.root``, pointed at a folder of the user's own CSVs: the same
+    config with its own names (experiment, registered model: ``videoclf-<folder>``, unless set on the command
+    line), so the user's model never becomes a version of the demo's. Returns it and the run name (the folder's);
+    ``(config, None)`` for any other config."""
+    import re
+
+    from videoclf.data.generated import holds_user_data
+
+    if _generator(config) is None or not holds_user_data(config.data.root):
+        return config, None
+    folder = re.sub(r"[^A-Za-z0-9_.-]+", "-", config.data.root.resolve().name).strip("-.") or "data"
+    names = {key: f"videoclf-{folder}" for key in ("experiment_name", "registered_model_name")
+             if not config.was_set(f"tracking.{key}")}
+    data = config.data.model_copy(update={_generator(config): None})  # nothing is generated into it
+    return config.model_copy(update={"data": data, "tracking": config.tracking.model_copy(update=names)}), folder
+

@@ -10,6 +10,7 @@ import pandas as pd
 from videoclf.errors import DataError
 
 COLUMNS = ("video_name", "tag")
+GROUP_COLUMN = "group"  # optional: videos of one source (actor, scene, long recording) share a group
 _GROUP = re.compile(r"_g(\d+)_c\d+", re.IGNORECASE)
 
 
@@ -29,7 +30,8 @@ def normalised_name(name: str) -> str:
 
 
 def read_video_table(csv_path: str | Path) -> pd.DataFrame:
-    """Loads and validates one split's CSV: columns, empty cells, duplicates."""
+    """Loads and validates one split's CSV: columns (``video_name,tag``, optionally ``group``), empty cells,
+    duplicates."""
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise DataError(f"CSV not found: {csv_path}. Check data.root and data.train_csv/test_csv in the config.")
@@ -42,7 +44,8 @@ def read_video_table(csv_path: str | Path) -> pd.DataFrame:
         raise DataError(
             f"{csv_path}: expected columns video_name,tag. Received: {','.join(map(str, table.columns))}"
         )
-    table = table[list(COLUMNS)].apply(lambda col: col.str.strip())
+    table = table[[*COLUMNS, *([GROUP_COLUMN] if GROUP_COLUMN in table.columns else [])]].apply(
+        lambda col: col.str.strip())
     if table.empty:
         raise DataError(f"{csv_path} lists no videos.")
     empty = table[(table["video_name"] == "") | (table["tag"] == "")]

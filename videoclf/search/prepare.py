@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from videoclf.config import Config
-from videoclf.dataset import Fold, SplitData, Vocabulary, load_split, make_folds, selection_digest
+from videoclf.dataset import NO_GROUPS, Fold, SplitData, Vocabulary, load_split, make_folds, selection_digest
 from videoclf.errors import DataError
 from videoclf.features.backbones import FEATURE_DIMS, WeightsSource
 from videoclf.features.cache import DamagedRows
@@ -53,9 +53,18 @@ def prepare(config: Config, weights: WeightsSource, progress: bool) -> PreparedD
                         feature_statistics(train.features, train.cached_frames),
                         motion_statistics(train.motion, train.motion_valid) if train.motion is not None else None)
     validation = sum(len(f.validation) for f in folds)
+    grouped = f"grouped by {train.grouping}" if train.grouping != NO_GROUPS else "not grouped"
     print(f"data: {len(train)} train videos ({data.protocol}: {validation} validation predictions a trial, "
-          f"grouped) / {len(test)} test videos, {len(vocabulary.classes)} classes", flush=True)
+          f"{grouped}) / {len(test)} test videos, {len(vocabulary.classes)} classes", flush=True)
+    if train.grouping == NO_GROUPS:
+        print(f"WARNING: {GROUPING_WARNING}", flush=True)
     return data
+
+
+GROUPING_WARNING = ("no group information (no 'group' column in the CSV, no UCF101 _gNN_ in the names): every video "
+                    "is its own group, so clips cut from one source video can sit on both sides of a validation "
+                    "split and make validation scores optimistic. Add a 'group' column to train.csv naming each "
+                    "video's source.")
 
 
 def hypermodel_for(config: Config, data: PreparedData) -> SequenceHyperModel:

@@ -16,7 +16,8 @@ from videoclf.evaluation import format_report, write_report_files
 from videoclf.registered.registry import Registration
 from videoclf.search.baselines import BaselineResult
 from videoclf.search.final import FinalModels
-from videoclf.search.prepare import PreparedData
+from videoclf.dataset import NO_GROUPS
+from videoclf.search.prepare import GROUPING_WARNING, PreparedData
 from videoclf.tracking import SearchTracker
 
 SUMMARY_COLUMNS = ("trial", "status", "score", "score_se", "family", "streams", "inputs", "temporal_centering",
@@ -117,8 +118,10 @@ def leaderboard_markdown(outcome: Outcome, registration: Registration | None) ->
         decision = "holds" if registration.champion else "does not hold"
         lines += [f"Registered as **{registration.name} version {registration.version}**, which {decision} the "
                   f"alias: {registration.reason}.", ""]
-    lines += [f"#### Trials, best first ({outcome.data.protocol}; winner: trial {outcome.best.trial_id})", "",
-              markdown_table(summary_columns(outcome.trials).head(30))]
+    if outcome.data.train.grouping == NO_GROUPS:
+        lines += [f"**Warning: {GROUPING_WARNING}**", ""]
+    lines += [f"#### Trials, best first ({outcome.data.protocol}, grouped by {outcome.data.train.grouping}; "
+              f"winner: trial {outcome.best.trial_id})", "", markdown_table(summary_columns(outcome.trials).head(30))]
     return "\n".join(lines)
 
 
@@ -145,8 +148,9 @@ def log_report(tracker: SearchTracker, config: Config, outcome: Outcome) -> None
     """Metrics, tags and the evaluation files (plots, trials and baselines tables) on the parent run."""
     tracker.log_metrics(outcome_metrics(config, outcome))
     tracker.set_tags({"best_trial_id": outcome.best.trial_id, "selection_protocol": outcome.data.protocol,
-                      "selection_digest": outcome.data.selection_digest,
-                      "champion_vs_baseline": outcome.verdict[:5000]})
+                      "selection_digest": outcome.data.selection_digest, "grouping": outcome.data.train.grouping,
+                      "champion_vs_baseline": outcome.verdict[:5000],
+                      "best_trial_run_id": tracker.trial_run_id(outcome.best.trial_id) or ""})
     with tempfile.TemporaryDirectory(prefix="videoclf-report-") as tmp:
         tmp = Path(tmp)
         files = write_report_files(outcome.final.registered, tmp, tracker.search_curves(), title=outcome.name,
