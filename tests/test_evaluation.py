@@ -30,11 +30,37 @@ def test_calibration_error_is_zero_when_confidence_matches_accuracy_and_large_wh
 def test_training_curves_draw_one_line_per_trial_with_the_winner_highlighted():
     curves = {f"{t:02d}": {"val_accuracy": list(np.linspace(0.2, 0.5 + t / 10, 6)),
                            "val_loss": list(np.linspace(1.5, 1.0 - t / 10, 6))} for t in range(4)}
-    figure = training_curves_figure(curves, highlight="03")
+    labels = {f"{t:02d}": ("gru, appearance+motion, frames" if t % 2 else "pooled, motion") for t in range(4)}
+    figure = training_curves_figure(curves, highlight="03", labels=labels)
+    assert [text.get_text() for text in figure.legends[0].get_texts()] == [  # every trial labelled, in one legend
+        "trial 00: pooled, motion", "trial 01: gru, appearance+motion, frames", "trial 02: pooled, motion",
+        "trial 03: gru, appearance+motion, frames (winner)"]
     for ax in figure.axes:
         assert len(ax.lines) == 4
         assert all(len(line.get_xdata()) == 6 for line in ax.lines)
-        winner = [line for line in ax.lines if line.get_label() == "trial 03 (winner)"]
+        winner = [line for line in ax.lines if line.get_label() == "trial 03: gru, appearance+motion, frames (winner)"]
         assert len(winner) == 1 and winner[0].get_linewidth() > max(
             line.get_linewidth() for line in ax.lines if line is not winner[0])
     assert figure.axes[0].get_xlim()[1] >= 5  # real epochs on the axis, not empty axes
+
+
+def test_hyperparameter_importance_finds_what_drives_the_score_and_says_when_trials_are_too_few():
+    import pandas as pd
+
+    from videoclf.search.importance import hyperparameter_importance, importance_text
+
+    rng = np.random.default_rng(0)
+    n = 16
+    trials = pd.DataFrame({"trial": [f"{i:02d}" for i in range(n)], "status": ["COMPLETED"] * n,
+                           "streams": rng.choice(["motion", "appearance"], n),
+                           "learning_rate": rng.uniform(1e-4, 1e-2, n), "family": rng.choice(["gru", "pooled"], n),
+                           "batch_size": [16] * n})  # never varied: not in the table
+    trials["score"] = 0.4 + 0.4 * (trials.streams == "motion") + 5 * trials.learning_rate + rng.normal(0, 0.01, n)
+    table = hyperparameter_importance(trials)
+    assert table.hyperparameter.tolist()[:2] == ["streams", "learning_rate"]
+    assert "batch_size" not in set(table.hyperparameter) and table.correlation[1] > 0.2  # higher rate, higher score
+    assert np.isnan(table.correlation[0])  # categorical: no rank correlation
+    assert "a hint with few trials, not evidence" in importance_text(table, n)
+    few = hyperparameter_importance(trials.head(3))
+    assert isinstance(few, str) and "too few" in few
+

@@ -55,6 +55,12 @@ def test_search_logs_every_trial_registers_and_tests_the_winner(tmp_path, make_c
     assert parent.data.tags["champion_vs_baseline"]
     note = parent.data.tags["mlflow.note.content"]  # the run's description in the UI: a leaderboard
     assert "champion vs baselines" in note and "Trials, best first" in note and "version 1" in note
+    assert "Which hyperparameters mattered" in note and "too few" in note  # 3 trials
+    assert parent.data.tags["grouping"] == "UCF101 gNN in the video names"
+    assert parent.data.tags["best_trial_run_id"] in {r.info.run_id for r in runs}
+    version_page = client.get_model_version("videoclf-test", result.registration.version)
+    assert "test accuracy" in version_page.description and "videoclf predict VIDEO --model" in version_page.description
+    assert client.get_experiment_by_name("test").tags["mlflow.experimentKind"] == "custom_model_development"
     assert parent.data.params["extractor.name"] == "efficientnet_lite0"
     assert parent.data.tags["extractor.weights_digest"].startswith("sha256:")
     assert parent.inputs.dataset_inputs and parent.inputs.dataset_inputs[0].dataset.name == "train"

@@ -258,6 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
         os.environ["VIDEOCLF_VERBOSE"] = "1"  # keeps the C++ libraries' start-up lines (console.silenced_stderr)
+    else:  # MLflow's INFO lines (database creation, migrations) are not the user's business; warnings stay
+        import logging
+
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         args.func(args)
     except VideoclfError as exc:

@@ -54,6 +54,11 @@ def quiet_tensorflow() -> None:
     tf.get_logger().setLevel("ERROR")  # retracing notices and the like
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 video``, ``2 videos``: counts in messages read as English."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def confusion_text(confusion: np.ndarray, classes) -> str:
     """The confusion matrix as a table: rows are true classes, columns predicted ones."""
     table = pd.DataFrame(confusion, index=[f"true {c}" for c in classes], columns=list(classes))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from videoclf.config import Config
+from videoclf.console import plural
 from videoclf.data.table import GROUP_COLUMN, group_id, read_video_table
 from videoclf.data.videos import split_videos
 from videoclf.errors import CacheError, DataError
@@ -112,7 +113,7 @@ def load_split(config: Config, split: str, weights: WeightsSource, vocabulary: V
     for each in filter(None, (cache, motion_cache)):
         missing = each.absent_or_stale([videos[i] for i in usable])  # checksums are verified by read() below
         if missing:
-            raise CacheError(f"{len(missing)} videos of the {split} split (e.g. {missing[0].key}) are not in the "
+            raise CacheError(f"{plural(len(missing), 'video')} of the {split} split (e.g. {missing[0].key}) not in the "
                              f"feature cache {each.path}, or changed since. Run videoclf extract with the same "
                              "config first.")
     _say_left_out(split, [bad[v.key] for v in videos if v.key in bad], cache.path / "bad_videos.csv")
@@ -151,7 +152,7 @@ NO_GROUPS = "none (every video is its own group)"
 def _say_left_out(split: str, reasons: list[str], report) -> None:
     """Missing files and undecodable ones, counted apart."""
     missing = sum(reason.endswith("file not found") for reason in reasons)
-    parts = [f"{count} {what}{'' if count == 1 else 's'}" for count, what in
+    parts = [plural(count, what) for count, what in
              ((missing, "missing video"), (len(reasons) - missing, "undecodable video")) if count]
     if parts:
         print(f"{split}: leaving out {' and '.join(parts)} (reasons in {report})")

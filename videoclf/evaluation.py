@@ -105,38 +105,43 @@ def _pyplot():
     return plt
 
 
-def training_curves_figure(curves: dict[str, dict[str, list[float]]], highlight: str | None = None):
-    """Validation accuracy and loss per epoch, one line per trial (``{trial: {metric: values}}``); the winner bold."""
+def training_curves_figure(curves: dict[str, dict[str, list[float]]], highlight: str | None = None,
+                           labels: dict[str, str] | None = None):
+    """Validation accuracy and loss per epoch, one line per trial (``{trial: {metric: values}}``), each labelled
+    (``labels``: what the trial was) in one legend; the winner bold and crimson."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
     for ax, metric in zip(axes, ("val_accuracy", "val_loss")):
         for trial, trial_curves in sorted(curves.items()):
             values = trial_curves.get(metric)
             if not values:
                 continue
             winner = trial == highlight
-            ax.plot(range(len(values)), values, linewidth=2.5 if winner else 0.9, alpha=1.0 if winner else 0.5,
-                    color="crimson" if winner else None, label=f"trial {trial} (winner)" if winner else None,
+            label = f"trial {trial}" + (f": {labels[trial]}" if labels and labels.get(trial) else "")
+            ax.plot(range(len(values)), values, linewidth=2.5 if winner else 0.9, alpha=1.0 if winner else 0.6,
+                    color="crimson" if winner else None, label=label + (" (winner)" if winner else ""),
                     zorder=3 if winner else 2)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric.replace("_", " ") + " (mean over folds)")
-        if highlight in curves:
-            ax.legend()
+    handles, names = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
     fig.suptitle(f"{len(curves)} trials")
     fig.tight_layout()
     return fig
 
 
-def write_training_curves(curves: dict[str, dict[str, list[float]]], path: Path, highlight: str | None = None) -> Path:
-    fig = training_curves_figure(curves, highlight)
-    fig.savefig(path, dpi=100)
+def write_training_curves(curves: dict[str, dict[str, list[float]]], path: Path, highlight: str | None = None,
+                          labels: dict[str, str] | None = None) -> Path:
+    fig = training_curves_figure(curves, highlight, labels)
+    fig.savefig(path, dpi=100, bbox_inches="tight")  # the legend sits beside the axes
     _pyplot().close(fig)
     return path
 
 
 def write_report_files(evaluation: Evaluation, out_dir: Path,
                        curves: dict[str, dict[str, list[float]]] | None = None, title: str = "",
-                       highlight: str | None = None) -> dict[str, Path]:
+                       highlight: str | None = None, labels: dict[str, str] | None = None) -> dict[str, Path]:
     """Writes ``per_class_metrics.csv``, ``confusion_matrix.png``, ``reliability_diagram.png`` and (given
     per-trial curves) ``training_curves.png``."""
     plt = _pyplot()
@@ -180,5 +185,5 @@ def write_report_files(evaluation: Evaluation, out_dir: Path,
 
     if curves:
         files["curves"] = out_dir / "training_curves.png"
-        write_training_curves(curves, files["curves"], highlight)
+        write_training_curves(curves, files["curves"], highlight, labels)
     return files

@@ -63,16 +63,23 @@ def open_store() -> MlflowClient:
     return client
 
 
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # MLflow's UI opens on training runs
+
+
 def experiment_id(client: MlflowClient, name: str) -> str:
-    """The experiment's id, created if needed; another process creating it at the same moment is fine."""
+    """The experiment's id, created if needed (marked for MLflow's training view, not its GenAI one); another
+    process creating it at the same moment is fine."""
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
-            return client.create_experiment(name)
+            return client.create_experiment(name, tags=EXPERIMENT_KIND)
         except MlflowException:
             experiment = client.get_experiment_by_name(name)
             if experiment is None:
                 raise
+    if "mlflow.experimentKind" not in experiment.tags:  # one we created before the tag, or the user did
+        for key, value in EXPERIMENT_KIND.items():
+            client.set_experiment_tag(experiment.experiment_id, key, value)
     return experiment.experiment_id
 
 

@@ -51,6 +51,7 @@ import numpy as np
 from filelock import FileLock
 
 from videoclf.config import Config
+from videoclf.console import plural
 from videoclf.data.videos import VideoRef
 from videoclf.errors import CacheError
 from videoclf.features.backbones import FEATURE_DIMS, WeightsSource
@@ -84,14 +85,14 @@ class DamagedRows(CacheError):
     def __init__(self, path: Path, damaged: dict[str, str]):
         self.path, self.damaged = path, dict(damaged)
         key, reason = next(iter(damaged.items()))
-        super().__init__(f"{path} holds {_count(len(damaged), 'damaged video')} (e.g. {key}: {reason}). Run "
+        super().__init__(f"{path} holds {plural(len(damaged), 'damaged video')} (e.g. {key}: {reason}). Run "
                          "videoclf extract (or tune) with the same config: damaged entries are extracted again.")
 
     def summary(self) -> str:
         """The damage in one console line: how many, which, why."""
         shown = "; ".join(f"{key}: {reason}" for key, reason in list(self.damaged.items())[:3])
         more = f"; and {len(self.damaged) - 3} more" if len(self.damaged) > 3 else ""
-        return f"{self.path}: {_count(len(self.damaged), 'cached video')} damaged ({shown}{more})"
+        return f"{self.path}: {plural(len(self.damaged), 'cached video')} damaged ({shown}{more})"
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,7 @@ class FeatureCache:
         cached = [v for v in videos if v.key not in outdated]
         damaged = self.damaged([v.key for v in cached], index) if verify else {}
         if changed:
-            print(f"{self.path}: {_count(len(changed), 'cached video')} changed on disk since "
+            print(f"{self.path}: {plural(len(changed), 'cached video')} changed on disk since "
                   f"(e.g. {changed[0].key}): extracting again", flush=True)
         if damaged:
             print(f"{DamagedRows(self.path, damaged).summary()}: extracting again", flush=True)
@@ -239,7 +240,7 @@ class FeatureCache:
         index = self._index()
         absent = [k for k in keys if k not in index]
         if absent:
-            raise CacheError(f"{len(absent)} videos are not in cache {self.path}, e.g. {absent[0]}. "
+            raise CacheError(f"{plural(len(absent), 'video')} not in cache {self.path}, e.g. {absent[0]}. "
                              "Run: videoclf extract")
         features, mask, n_frames, damaged = self._read_rows(keys, index)
         if damaged:
@@ -442,10 +443,6 @@ class _StoredRows:
                 self.digests[position]):
             problem = "contents do not match their digest"
         return problem
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 class _Vanished(Exception):

@@ -9,6 +9,8 @@ A search whose winner is already registered is not registered again.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from dataclasses import dataclass
 
 from mlflow.exceptions import MlflowException
@@ -67,14 +69,20 @@ def registration_of(pointer: str | None, alias: str) -> Registration | None:
 
 
 def register(model_uri: str, *, name: str, alias: str, selection_score: float, selection_digest: str,
-             higher_is_better: bool, test_accuracy: float, test_digest: str, tags: dict[str, str]) -> Registration:
-    """Registers ``model_uri`` under ``name``; gives it ``alias`` only if its selection score beats the holder's."""
+             higher_is_better: bool, test_accuracy: float, test_digest: str, tags: dict[str, str],
+             description: str = "") -> Registration:
+    """Registers ``model_uri`` under ``name`` with ``description`` (plus how to use it, shown on the version's
+    page); gives it ``alias`` only if its selection score beats the holder's."""
     import mlflow
 
     client = MlflowClient()
-    version = mlflow.register_model(model_uri, name, tags={
-        **tags, "selection_score": f"{selection_score:.6f}", "selection_digest": selection_digest,
-        "test_accuracy": f"{test_accuracy:.6f}", "test_split_digest": test_digest}).version
+    with contextlib.redirect_stderr(io.StringIO()):  # MLflow's "Successfully registered" lines: the job says it
+        version = mlflow.register_model(model_uri, name, tags={
+            **tags, "selection_score": f"{selection_score:.6f}", "selection_digest": selection_digest,
+            "test_accuracy": f"{test_accuracy:.6f}", "test_split_digest": test_digest}).version
+    usage = (f"Predict: `videoclf predict VIDEO --model models:/{name}/{version}`; serve: `videoclf serve --model "
+             f"models:/{name}/{version}`; in Python: `mlflow.pyfunc.load_model(\"models:/{name}/{version}\")`.")
+    client.update_model_version(name, version, description=f"{description}\n\n{usage}".strip())
     holder = _current_champion(client, name, alias)
     if holder is None:
         champion, reason = True, f"first model with alias '{alias}'"

@@ -156,16 +156,22 @@ def evaluate_model(config: Config, model_uri: str, split: str = "test") -> Evalu
           f"confusion matrix (rows: true class, columns: predicted):\n"
           f"{confusion_text(evaluation.confusion, evaluation.classes)}")
 
-    mlflow.set_experiment(config.tracking.experiment_name)
+    from videoclf.console import ui_command, ui_url
+    from videoclf.tracking import experiment_id, open_store
+
+    experiment = experiment_id(open_store(), config.tracking.experiment_name)
     tags = _version_tags(model_uri)
-    with mlflow.start_run(run_name=f"evaluate {model_uri} on {split}", tags={
-            "videoclf_role": "evaluation", "model_uri": model_uri, "split": split, **tags}):
+    with mlflow.start_run(experiment_id=experiment, run_name=f"evaluate {model_uri} on {split}", tags={
+            "videoclf_role": "evaluation", "model_uri": model_uri, "split": split, **tags}) as run:
         # model_id links the metrics to the logged model, so they show on its page in the UI too
         mlflow.log_metrics(evaluation.metrics(f"{split}_"), model_id=tags.get("model_id"))
         with tempfile.TemporaryDirectory(prefix="videoclf-eval-") as tmp:
             write_report_files(evaluation, Path(tmp), title=f"{model_uri} {split}")
             predictions.to_csv(Path(tmp) / "predictions.csv", index=False)
             mlflow.log_artifacts(tmp, "evaluation")
+    store = mlflow.get_tracking_uri()
+    print(f"\nlogged as run {run.info.run_id} in experiment '{config.tracking.experiment_name}' ({store}): "
+          f"{ui_url(experiment, run.info.run_id)} after `{ui_command(store)}`")
     return evaluation
 
 

@@ -55,7 +55,19 @@ def publish(config: Config, tracker: SearchTracker, model, best, data: PreparedD
     return register(info.model_uri, name=config.tracking.registered_model_name, alias=config.tracking.champion_alias,
                     selection_score=best.score, selection_digest=data.selection_digest,
                     higher_is_better=direction(config.tuning.objective) == "max",
-                    test_accuracy=final.registered.accuracy, test_digest=data.test.digest, tags=tags)
+                    test_accuracy=final.registered.accuracy, test_digest=data.test.digest, tags=tags,
+                    description=version_description(config, best, data, final))
+
+
+def version_description(config: Config, best, data: PreparedData, final: FinalModels) -> str:
+    """What the registry shows on the version's page: the data, how it was selected, how it tested."""
+    low, high = final.registered.interval
+    seeds = f"the mean of {len(final.models)} seeds' models" if len(final.models) > 1 else "one model"
+    return (f"{seeds.capitalize()} of search trial {best.trial_id} ({best.hyperparameters.get('family')}, streams "
+            f"{trial_stream(best.hyperparameters)}), trained on the {len(data.train)} training videos of "
+            f"{config.data.root} ({len(data.vocabulary.classes)} classes: {', '.join(data.vocabulary.classes)}). "
+            f"Selected by {data.protocol} ({config.tuning.objective} {best.score:.3f}); test accuracy "
+            f"{final.registered.accuracy:.3f} [95% CI {low:.3f}, {high:.3f}] on {len(data.test)} videos.")
 
 
 def writing_artifacts(tracker: SearchTracker):

@@ -11,11 +11,12 @@ import numpy as np
 import pandas as pd
 
 from videoclf.config import Config
-from videoclf.console import markdown_table
+from videoclf.console import markdown_table, plural
 from videoclf.evaluation import format_report, write_report_files
 from videoclf.registered.registry import Registration
 from videoclf.search.baselines import BaselineResult
 from videoclf.search.final import FinalModels
+from videoclf.search.importance import importance_text, write_importance_plot
 from videoclf.dataset import NO_GROUPS
 from videoclf.search.prepare import GROUPING_WARNING, PreparedData
 from videoclf.tracking import SearchTracker
@@ -34,6 +35,19 @@ class Outcome:
     data: PreparedData
     final: FinalModels
     baselines: list[BaselineResult]
+    importance: pd.DataFrame | str = "not computed"  # see videoclf.search.importance
+
+    @property
+    def completed(self) -> int:
+        return int((self.trials.status == "COMPLETED").sum()) if len(self.trials) else 0
+
+    def trial_labels(self) -> dict[str, str]:
+        """What each trial was, for the training-curves legend: family, streams and appearance inputs."""
+        def label(row) -> str:
+            parts = [row.get("family"), row.get("streams"), row.get("inputs")]
+            return ", ".join(str(p) for p in parts if isinstance(p, str))
+
+        return {str(row["trial"]): label(row) for _, row in self.trials.iterrows()}
 
     @property
     def comparison(self) -> pd.DataFrame:
@@ -120,9 +134,18 @@ def leaderboard_markdown(outcome: Outcome, registration: Registration | None) ->
                   f"alias: {registration.reason}.", ""]
     if outcome.data.train.grouping == NO_GROUPS:
         lines += [f"**Warning: {GROUPING_WARNING}**", ""]
+    lines += ["#### Which hyperparameters mattered", "", importance_markdown(outcome), ""]
     lines += [f"#### Trials, best first ({outcome.data.protocol}, grouped by {outcome.data.train.grouping}; "
               f"winner: trial {outcome.best.trial_id})", "", markdown_table(summary_columns(outcome.trials).head(30))]
     return "\n".join(lines)
+
+
+def importance_markdown(outcome: Outcome) -> str:
+    if isinstance(outcome.importance, str):
+        return outcome.importance
+    table = outcome.importance.rename(columns={"importance_std": "±", "correlation": "Spearman ρ"})
+    return (f"Random-forest permutation importance over {outcome.completed} trials (a hint with few trials, not "
+            f"evidence):\n\n{markdown_table(table)}")
 
 
 def outcome_metrics(config: Config, outcome: Outcome) -> dict[str, float]:
@@ -154,10 +177,14 @@ def log_report(tracker: SearchTracker, config: Config, outcome: Outcome) -> None
     with tempfile.TemporaryDirectory(prefix="videoclf-report-") as tmp:
         tmp = Path(tmp)
         files = write_report_files(outcome.final.registered, tmp, tracker.search_curves(), title=outcome.name,
-                                   highlight=outcome.best.trial_id)
+                                   highlight=outcome.best.trial_id, labels=outcome.trial_labels())
         outcome.trials.to_csv(tmp / "trials.csv", index=False)
         outcome.comparison.to_csv(tmp / "baselines.csv", index=False)
         files.update(trials=tmp / "trials.csv", baselines=tmp / "baselines.csv")
+        if not isinstance(outcome.importance, str):
+            outcome.importance.to_csv(tmp / "hyperparameter_importance.csv", index=False)
+            files.update(importance=tmp / "hyperparameter_importance.csv", importance_plot=write_importance_plot(
+                outcome.importance, tmp / "hyperparameter_importance.png", outcome.completed))
         tracker.log_artifact_files(files, "evaluation")
 
 
@@ -174,7 +201,8 @@ def print_trials(config: Config, data: PreparedData, best, trials: pd.DataFrame)
     print("\ntrials (best first; every hyperparameter in the trial runs and evaluation/trials.csv):\n"
           + summary_columns(trials).head(20).to_string(index=False))
     print(f"\nwinner: trial {best.trial_id}, {data.protocol} {config.tuning.objective} {best.score:.4f}; "
-          f"refitting on all {len(data.train)} training videos ({config.tuning.final_seeds} seeds)", flush=True)
+          f"refitting on all {len(data.train)} training videos ({plural(config.tuning.final_seeds, 'seed')})",
+          flush=True)
 
 
 def print_outcome(outcome: Outcome) -> None:
@@ -188,4 +216,5 @@ def print_outcome(outcome: Outcome) -> None:
                   f"{seeds['test_accuracy_seed_mean']:.3f} ± {seeds['test_accuracy_seed_std']:.3f}, each {each}"
                   if len(final.models) > 1 else "one seed")
     print(f"test split (registered model: {registered}):\n" + format_report(final.registered))
+    print("\n" + importance_text(outcome.importance, outcome.completed))
 

@@ -26,6 +26,7 @@ from videoclf.registered.registry import Registration
 from videoclf.search import report
 from videoclf.search.baselines import BaselineResult, run_baselines
 from videoclf.search.final import FinalModels, refit_winner
+from videoclf.search.importance import hyperparameter_importance
 from videoclf.search.identity import (  # noqa: F401 - search_id_for: the public way to name a search
     FinishedEarlier,
     finish_fingerprint,
@@ -111,7 +112,7 @@ def _recipe(config: Config, name: str, data: PreparedData, weights: WeightsSourc
     final = refit_winner(config, tuner.hypermodel, best, data)
     baselines = run_baselines(config.tuning.baselines, data.folds, data.train, data.test, data.vocabulary.classes,
                               config.sampling.max_seq_length, config.training.seed)
-    outcome = report.Outcome(name, best, trials, data, final, baselines)
+    outcome = report.Outcome(name, best, trials, data, final, baselines, hyperparameter_importance(trials))
     report.print_outcome(outcome)
     with writing_artifacts(tracker):
         report.log_report(tracker, config, outcome)
