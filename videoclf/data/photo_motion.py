@@ -48,8 +48,11 @@ def photo_dir() -> Path:
 
 def load_photo(name: str) -> np.ndarray:
     """A bundled photo as a BGR uint8 image (grey photos get three equal channels)."""
+    from videoclf.console import silenced_stderr
+
     path = photo_dir() / name
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    with silenced_stderr():  # libpng's "iCCP: known incorrect sRGB profile" about scikit-image's PNGs
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise DataError(f"{path}: sample photo missing or unreadable; reinstall scikit-image")
     return image
