@@ -57,7 +57,11 @@ def finished_earlier(config: Config, search_id: str, fingerprint: str) -> Finish
 
 
 def search_id_for(config: Config, name: str) -> str:
-    """Same config → same id → the search resumes; ``max_trials`` may grow without starting over."""
+    """Same config → same id → the search resumes; ``max_trials`` may grow without starting over.
+
+    What changes the features is ``features.cache.cache_key``'s rule; the id keeps its own spelling of it (the
+    config sections as they are) because deriving it anew would change every existing id and orphan the tuner
+    state and runs of every search already made."""
     if config.tuning.project_name:
         return config.tuning.project_name
     identity = config.to_dict()
