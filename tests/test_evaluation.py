@@ -54,12 +54,14 @@ def test_hyperparameter_importance_finds_what_drives_the_score_and_says_when_tri
     trials = pd.DataFrame({"trial": [f"{i:02d}" for i in range(n)], "status": ["COMPLETED"] * n,
                            "streams": rng.choice(["motion", "appearance"], n),
                            "learning_rate": rng.uniform(1e-4, 1e-2, n), "family": rng.choice(["gru", "pooled"], n),
-                           "batch_size": [16] * n})  # never varied: not in the table
+                           "batch_size": [16] * n,  # never varied: not in the table
+                           "gru_units_0": [32.0, 64.0] + [np.nan] * (n - 2)})  # conditional: active in 2 trials
     trials["score"] = 0.4 + 0.4 * (trials.streams == "motion") + 5 * trials.learning_rate + rng.normal(0, 0.01, n)
     table = hyperparameter_importance(trials)
     assert table.hyperparameter.tolist()[:2] == ["streams", "learning_rate"]
     assert "batch_size" not in set(table.hyperparameter) and table.correlation[1] > 0.2  # higher rate, higher score
     assert np.isnan(table.correlation[0])  # categorical: no rank correlation
+    assert np.isnan(table.set_index("hyperparameter").correlation["gru_units_0"])  # too few active trials
     assert "a hint with few trials, not evidence" in importance_text(table, n)
     few = hyperparameter_importance(trials.head(3))
     assert isinstance(few, str) and "too few" in few

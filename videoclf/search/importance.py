@@ -22,7 +22,6 @@ def hyperparameter_importance(trials: pd.DataFrame, seed: int = 0) -> pd.DataFra
     """One row per hyperparameter that varied among the completed trials, most important first: ``importance``
     (permutation importance of a random forest, mean over repeats), ``importance_std`` and ``correlation`` (Spearman,
     numeric hyperparameters only). A string saying why when there are too few trials or nothing varied."""
-    from scipy.stats import spearmanr
     from sklearn.ensemble import RandomForestRegressor
     from sklearn.inspection import permutation_importance
 
@@ -36,11 +35,19 @@ def hyperparameter_importance(trials: pd.DataFrame, seed: int = 0) -> pd.DataFra
     scores = done.score.to_numpy(float)
     forest = RandomForestRegressor(n_estimators=200, min_samples_leaf=1, random_state=seed).fit(encoded, scores)
     result = permutation_importance(forest, encoded, scores, n_repeats=20, random_state=seed)
-    correlation = [spearmanr(done[c].astype(float), scores, nan_policy="omit").statistic
-                   if _numeric(done[c]) else np.nan for c in columns]
+    correlation = [_rank_correlation(done[c], scores) if _numeric(done[c]) else np.nan for c in columns]
     table = pd.DataFrame({"hyperparameter": columns, "importance": result.importances_mean,
                           "importance_std": result.importances_std, "correlation": correlation})
     return table.sort_values("importance", ascending=False, ignore_index=True)
+
+
+def _rank_correlation(values: pd.Series, scores: np.ndarray) -> float:
+    """Spearman's rank correlation over the trials where a (conditional) hyperparameter was active; NaN where it
+    is undefined (fewer than 3 such trials, or one value only)."""
+    active = values.notna().to_numpy()
+    if active.sum() < 3 or values[active].nunique() < 2:
+        return np.nan
+    return float(pd.Series(values[active].to_numpy(float)).rank().corr(pd.Series(scores[active]).rank()))
 
 
 def _numeric(values: pd.Series) -> bool:
