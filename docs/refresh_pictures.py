@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -31,6 +32,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _tidy(page) -> None:
+    """The UI's model-training view, without its assistant panel (both are remembered by the browser only)."""
+    for action in (lambda: page.get_by_text("Model training", exact=True).first.click(timeout=5000),
+                   lambda: page.locator("button[aria-label*='lose']").last.click(timeout=5000)):
+        try:
+            action()
+        except Exception:  # noqa: BLE001 - another MLflow UI version: the picture is still right
+            pass
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", default="sqlite:///mlflow.db")
@@ -43,10 +54,9 @@ def main() -> None:
     experiment = client.get_experiment_by_name(args.experiment)
     parent = client.search_runs([experiment.experiment_id], "tags.videoclf_role = 'search'",
                                 order_by=["attributes.start_time DESC"], max_results=1)[0]
-    shutil.copy(client.download_artifacts(parent.info.run_id, "evaluation/training_curves.png", str(DOCS)),
-                DOCS / "parent_run_curves.png")
-    (DOCS / "evaluation" / "training_curves.png").unlink(missing_ok=True)
-    shutil.rmtree(DOCS / "evaluation", ignore_errors=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(client.download_artifacts(parent.info.run_id, "evaluation/training_curves.png", tmp),
+                    DOCS / "parent_run_curves.png")
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", args.store,
                                "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
@@ -63,6 +73,7 @@ def main() -> None:
             browser = driver.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
             page = browser.new_page(viewport={"width": 1500, "height": 900})
             page.goto(f"{base}/#/experiments/{experiment.experiment_id}/runs")
+            _tidy(page)
             page.get_by_text(parent.info.run_name, exact=True).first.wait_for(timeout=60000)
             page.locator("button[data-component-id*='runnamecellrenderer']").first.click()  # its trials
             page.get_by_text("trial-0", exact=False).first.wait_for(timeout=30000)

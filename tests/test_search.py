@@ -155,6 +155,9 @@ def test_resumed_search_reruns_nothing_and_logs_no_duplicates(tmp_path, make_con
     os.kill(proc.pid, signal.SIGKILL)  # mid-trial: its run is left RUNNING
     proc.wait()
     assert any(r.info.status == "RUNNING" for r in trial_runs(client, search_id))
+    stopped = client.search_runs([client.get_experiment_by_name("test").experiment_id],
+                                 f"tags.{ROLE_TAG} = 'search'")[0].info.run_id
+    client.set_tag(stopped, "error", "ValueError: as an attempt that failed leaves it")
 
     first = run_search(config, "cfg", progress=False, register_model=False)  # resume
     runs = trial_runs(client, search_id)
@@ -168,7 +171,7 @@ def test_resumed_search_reruns_nothing_and_logs_no_duplicates(tmp_path, make_con
     assert len(runs) == 3 and len({r.data.tags["kt_trial_id"] for r in runs}) == 3
     assert second.parent_run_id == first.parent_run_id
     parent = client.get_run(first.parent_run_id)
-    assert parent.info.status == "FINISHED"
+    assert parent.info.status == "FINISHED" and "error" not in parent.data.tags  # the killed attempt's is gone
 
 
 @pytest.mark.slow

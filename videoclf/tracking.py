@@ -156,6 +156,8 @@ class SearchTracker:
         if previous:
             run_id = previous[0].info.run_id
             self.client.update_run(run_id, status="RUNNING")
+            if "error" in previous[0].data.tags:  # the stopped attempt's error: this attempt starts clean
+                self.client.delete_tag(run_id, "error")
         else:
             run_id = self.client.create_run(self.experiment_id, run_name=run_name,
                                             tags={SEARCH_TAG: self.search_id, ROLE_TAG: "search"}).info.run_id
