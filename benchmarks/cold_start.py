@@ -47,7 +47,8 @@ else:  # the layout before videoclf/registered
 config = load_config("experiments/demo.yaml")
 models = [build_sequence_model(num_features=1280, num_classes=5, family="gru", inputs="frames+deltas",
                                stream="appearance+motion", motion_dim=36, frame_units=64, gru_units=(32,),
-                               normalizer=(np.zeros(1280), np.ones(1280)), motion_normalizer=(np.zeros(36), np.ones(36)))
+                               normalizer=(np.zeros(1280), np.ones(1280)),
+                               motion_normalizer=(np.zeros(36), np.ones(36)))
           for _ in range(3)]
 with mlflow.start_run():
     info = log_model(config, resolve_weights(config.extractor), seed_ensemble(models),

@@ -171,7 +171,8 @@ def validation_split(data: SplitData, fraction: float, seed: int) -> tuple[Split
     return data.subset(train_rows), data.subset(val_rows)
 
 
-def grouped_folds(data: SplitData, folds: int, seed: int, purpose: str, fix: str) -> list[tuple[np.ndarray, np.ndarray]]:
+def grouped_folds(data: SplitData, folds: int, seed: int, purpose: str,
+                  fix: str) -> list[tuple[np.ndarray, np.ndarray]]:
     """``folds`` (train rows, validation rows) pairs, stratified by class and grouped, seeded (the one splitter)."""
     from sklearn.model_selection import StratifiedGroupKFold
 

@@ -1,4 +1,4 @@
-"""The registered model at work: decode → sample → extract → sequence model, with the settings recorded at training.
+"""The registered model at work: decode → sample → extract → sequence model, with its training-time settings.
 
 It loads in a fresh process, offline, from any working directory, without the feature
 cache; rows are parsed and policed by ``videoclf.registered.requests``.
