@@ -28,7 +28,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from clones import fresh_clone, head_commit  # benchmarks/clones.py, beside this script
 BEFORE = "b931280"  # main before the LiteRT sequence models and lazy imports
 MODEL = "models:/bench/1"
 
@@ -118,8 +118,7 @@ def _serve_to_first_ping(cwd: Path, env: dict) -> float:
 
 
 def measure(commit: str, folder: Path, videos: list[str], repeats: int) -> dict[str, float | bool]:
-    subprocess.run(["git", "clone", "-q", str(REPO), str(folder)], check=True)
-    subprocess.run(["git", "checkout", "-q", commit], cwd=folder, check=True)
+    fresh_clone(commit, folder)
     env = {**os.environ, "PYTHONPATH": str(folder), "VIDEOCLF_RUNTIME_CACHE": str(folder / ".runtimes"),
            "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}", "TF_CPP_MIN_LOG_LEVEL": "3"}
     _timed([sys.executable, "-c", REGISTER], folder, env)
@@ -141,8 +140,7 @@ def main() -> None:
     parser.add_argument("--base", default=BEFORE, help="the earlier commit to measure beside HEAD")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                          check=True).stdout.strip()
+    head = head_commit()
     with tempfile.TemporaryDirectory(prefix="videoclf-cold-") as tmp:
         videos = _write_videos(Path(tmp))
         results = {label: measure(commit, Path(tmp) / label, videos, args.repeats)

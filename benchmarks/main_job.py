@@ -17,13 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from clones import fresh_clone, head_commit  # benchmarks/clones.py, beside this script
 BEFORE_MOTION = "3c68148"
 
 
 def main_job(commit: str, folder: Path) -> tuple[float, int]:
-    subprocess.run(["git", "clone", "-q", str(REPO), str(folder)], check=True)
-    subprocess.run(["git", "checkout", "-q", commit], cwd=folder, check=True)
+    fresh_clone(commit, folder)
     env = {**os.environ, "VIDEOCLF_RUNTIME_CACHE": str(folder / ".runtimes"), "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("MLFLOW_TRACKING_URI", None)
     started = time.perf_counter()
@@ -37,8 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default=BEFORE_MOTION, help="the earlier commit to run beside HEAD")
     args = parser.parse_args()
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                          check=True).stdout.strip()
+    head = head_commit()
     results = {}
     with tempfile.TemporaryDirectory(prefix="videoclf-main-job-") as tmp:
         for label, commit in (("base", args.base), ("head", head)):

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from clones import fresh_clone, head_commit  # benchmarks/clones.py, beside this script
 BEFORE = "b931280"  # main before one compiled model per trial, one-batch validation, steps per execution
 
 SEARCH = """
@@ -34,8 +34,7 @@ print("RESULT " + json.dumps({"seconds": result.trial_seconds,
 
 def run_side(commit: str, folder: Path, shared: Path, trials: int, extract_only: bool = False) -> dict:
     if not folder.exists():
-        subprocess.run(["git", "clone", "-q", str(REPO), str(folder)], check=True)
-        subprocess.run(["git", "checkout", "-q", commit], cwd=folder, check=True)
+        fresh_clone(commit, folder)
     env = {**os.environ, "PYTHONPATH": str(folder), "VIDEOCLF_RUNTIME_CACHE": str(shared / "runtimes"),
            "TF_CPP_MIN_LOG_LEVEL": "3"}
     overrides = [f"data.root={shared / 'data'}", f"cache.dir={shared / 'features_cache'}",
@@ -58,8 +57,7 @@ def main() -> None:
     parser.add_argument("--base", default=BEFORE, help="the earlier commit to run beside HEAD")
     parser.add_argument("--trials", type=int, default=12)
     args = parser.parse_args()
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                          check=True).stdout.strip()
+    head = head_commit()
     with tempfile.TemporaryDirectory(prefix="videoclf-trials-") as tmp:
         shared = Path(tmp) / "shared"
         (shared / "data").mkdir(parents=True)  # an overridden data.root must exist: the demo is generated into it

@@ -175,6 +175,30 @@ def searched(tmp_path_factory):
             "videos": sorted((root / "data").glob("v_*_g01_*.avi"))}
 
 
+def searched_model(searched):
+    """The searched champion, loaded in this process from its store (the tracking URI set only meanwhile)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(searched["uri"])
+    try:
+        return mlflow.pyfunc.load_model(MODEL)
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def in_private_tmpfs(script: str, cwd: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    """Runs a shell ``script`` in a private user + mount namespace (where it may mount small tmpfs file systems;
+    its first mount ends with ``|| exit 77``); skips the test where that is not permitted."""
+    try:
+        result = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
+                                cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        pytest.skip("unshare is not installed")
+    if result.returncode == 77 or "unshare:" in result.stderr[:300]:
+        pytest.skip(f"cannot mount a private tmpfs here: {result.stderr[:200]}")
+    return result
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

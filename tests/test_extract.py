@@ -17,7 +17,7 @@ from videoclf.features.cache import open_cache
 from videoclf.features.extract import extract_videos
 from videoclf.features.backbones import resolve_weights
 
-from conftest import cli_env, run_cli, write_csv, write_dataset, write_video
+from conftest import cli_env, in_private_tmpfs, run_cli, write_csv, write_dataset, write_video
 
 
 def _cache(config):
@@ -288,13 +288,7 @@ def test_a_tmpfs_cache_filling_up_or_read_only(tmp_path, make_config):
     echo ==== ; mount -o remount,size=4m {cache_dir}; {extract}; echo "rc=$?"
     echo ==== ; mount -t tmpfs -o ro,size=4m tmpfs {cache_dir}; {extract}; echo "rc=$?"
     """
-    try:
-        result = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
-                                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    except FileNotFoundError:
-        pytest.skip("unshare is not installed")
-    if result.returncode == 77 or "unshare:" in result.stderr[:300]:
-        pytest.skip(f"cannot mount a private tmpfs here: {result.stderr[:200]}")
+    result = in_private_tmpfs(script, tmp_path, env, timeout=600)
     runs = [run.strip() for run in (result.stdout + result.stderr).split("====")]
     stdout_runs = result.stdout.split("====")
     assert len(stdout_runs) == 4, result.stdout + result.stderr

@@ -16,7 +16,7 @@ from videoclf.config import load_config
 from videoclf.search.run import FinishedEarlier, run_search, search_id_for
 from videoclf.tracking import ROLE_TAG, STATUS_TAG
 
-from conftest import REPO, TINY_SEARCH, cli_env, trial_runs, worker_pid
+from conftest import REPO, TINY_SEARCH, cli_env, in_private_tmpfs, trial_runs, worker_pid
 
 
 def test_search_logs_every_trial_registers_and_tests_the_winner(tmp_path, make_config, tracking_uri, capsys):
@@ -318,13 +318,7 @@ def test_a_full_artifact_store_is_one_message_and_nothing_is_registered(tmp_path
     mount -t tmpfs -o size=96k tmpfs {artifacts} || exit 77
     {sys.executable} -m videoclf tune --config {path}
     """
-    try:
-        result = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
-                                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
-    except FileNotFoundError:
-        pytest.skip("unshare is not installed")
-    if result.returncode == 77 or "unshare:" in result.stderr[:300]:
-        pytest.skip(f"cannot mount a private tmpfs here: {result.stderr[:200]}")
+    result = in_private_tmpfs(script, tmp_path, env, timeout=900)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     error = [line for line in result.stderr.splitlines() if line.startswith("error:")]

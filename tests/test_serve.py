@@ -16,7 +16,11 @@ import mlflow
 import pandas as pd
 import pytest
 
-from conftest import MODEL, cli_env, free_port, wait_until_up
+from videoclf.registered.requests import POSITIVE_RULE, WITHOUT_WINDOW
+from videoclf.registered.server import NUMBER_OR_NULL
+from videoclf.registered.wire import STRIDE_COLUMN, WINDOW_COLUMN
+
+from conftest import MODEL, cli_env, free_port, searched_model, wait_until_up
 
 MAX_VIDEOS = 4
 
@@ -156,11 +160,7 @@ def test_a_request_past_its_time_limit_stops_taking_videos(searched):
     """In-process: the deadline the server sets per request; videos not started by then get an error."""
     from videoclf.registered.requests import REQUEST_DEADLINE
 
-    mlflow.set_tracking_uri(searched["uri"])
-    try:
-        model = mlflow.pyfunc.load_model(MODEL)
-    finally:
-        mlflow.set_tracking_uri(None)
+    model = searched_model(searched)
     token = REQUEST_DEADLINE.set(time.monotonic() - 1)
     try:
         table = model.predict(pd.DataFrame({"video_path": [str(v) for v in searched["videos"][:2]]}))
@@ -215,13 +215,11 @@ def test_bad_windows_over_http_are_row_errors(server):
         "data": [[path, 0, None], [path, -1, None], [path, None, 0.5], [path, 1.0, 0]]}})
     assert status == 200
     errors = [row["error"] for row in answer["predictions"]]
-    expected = "must be a finite number of seconds greater than 0"
-    assert all(e and expected in e for e in (errors[0], errors[1], errors[3]))
-    assert "stride_seconds was given without window_seconds" in errors[2]
+    assert all(e and POSITIVE_RULE in e for e in (errors[0], errors[1], errors[3]))
+    assert f"{STRIDE_COLUMN} {WITHOUT_WINDOW} {WINDOW_COLUMN}" in errors[2]
     status, answer = _post(server["url"], {"dataframe_split": {"columns": ["video_path", "window_seconds"],
                                                                "data": [[path, "NaN"]]}})
-    assert status == 400 and "row 0: window_seconds must be a number of seconds or null. Received: 'NaN'" in \
-        answer["message"]
+    assert status == 400 and f"row 0: {WINDOW_COLUMN} {NUMBER_OR_NULL}. Received: 'NaN'" in answer["message"]
     status, answer = _post(server["url"], b'{"dataframe_split": {"columns": ["video_path", "window_seconds"], '
                                           b'"data": [["x.avi", NaN]]}}')
     assert status == 400 and "NaN is not a JSON value" in answer["message"]

@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 
-from conftest import MODEL, run_cli, free_port, wait_until_up, write_video
+from conftest import MODEL, free_port, run_cli, searched_model, wait_until_up, write_video
 
 
 
@@ -174,23 +174,18 @@ def test_bad_window_settings_are_refused_before_anything_runs(window, stride, me
 
 
 def test_bad_windows_in_pyfunc_columns_are_row_errors_and_in_params_refuse_the_request(searched):
-    import mlflow
+    from videoclf.registered.requests import POSITIVE_RULE, WITHOUT_WINDOW, RequestError
+    from videoclf.registered.wire import STRIDE_COLUMN, WINDOW_COLUMN
 
-    from videoclf.registered.requests import RequestError
-
-    mlflow.set_tracking_uri(searched["uri"])
-    try:
-        model = mlflow.pyfunc.load_model(MODEL)
-    finally:
-        mlflow.set_tracking_uri(None)
+    model = searched_model(searched)
     video = str(searched["videos"][0])
     table = model.predict(pd.DataFrame({"video_path": [video] * 5,
                                         "window_seconds": [0.0, -1.0, np.inf, np.nan, np.nan],
                                         "stride_seconds": [np.nan, np.nan, np.nan, 0.2, np.nan]}))
     errors = table.error.tolist()
-    assert "window_seconds must be a finite number of seconds greater than 0. Received: 0.0" in errors[0]
+    assert f"{WINDOW_COLUMN} {POSITIVE_RULE}. Received: 0.0" in errors[0]
     assert "Received: -1.0" in errors[1] and "Received: inf" in errors[2]
-    assert "stride_seconds was given without window_seconds" in errors[3]
+    assert f"{STRIDE_COLUMN} {WITHOUT_WINDOW} {WINDOW_COLUMN}" in errors[3]
     assert errors[4] is None and table.predicted_label.notna().tolist() == [False] * 4 + [True]
     for params, message in (({"window_seconds": 0.0}, "params: window_seconds must be"),
                             ({"stride_seconds": 1.0}, "params: stride_seconds was given without")):
@@ -199,14 +194,8 @@ def test_bad_windows_in_pyfunc_columns_are_row_errors_and_in_params_refuse_the_r
 
 
 def test_a_one_frame_video_is_predicted_with_a_warning_that_nothing_moved(searched, tmp_path):
-    import mlflow
-
     still = write_video(tmp_path / "still.avi", 1, seed=4)
-    mlflow.set_tracking_uri(searched["uri"])
-    try:
-        model = mlflow.pyfunc.load_model(MODEL)
-    finally:
-        mlflow.set_tracking_uri(None)
+    model = searched_model(searched)
     table = model.predict(pd.DataFrame({"video_path": [str(still), str(searched["videos"][0])]}))
     assert table.predicted_label.notna().all() and table.error.isna().all()
     assert "only 1 frame decoded: nothing moves in it" in table.warning[0] and table.warning[1] is None

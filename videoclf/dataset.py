@@ -16,8 +16,8 @@ import numpy as np
 
 from videoclf.config import Config
 from videoclf.console import plural
-from videoclf.data.table import GROUP_COLUMN, group_id, read_video_table
-from videoclf.data.videos import split_videos
+from videoclf.data.table import group_id
+from videoclf.data.videos import split_rows
 from videoclf.errors import CacheError, DataError
 from videoclf.features.cache import open_cache, open_motion_cache
 from videoclf.features.backbones import WeightsSource
@@ -99,8 +99,7 @@ def vocabulary_for(config: Config, train_tags: list[str]) -> Vocabulary:
 def load_split(config: Config, split: str, weights: WeightsSource, vocabulary: Vocabulary | None = None
                ) -> tuple[SplitData, Vocabulary]:
     """Reads a split from the cache (no extraction, no lock); videos listed as undecodable are left out."""
-    videos, tags = split_videos(config, split)
-    named_groups = _csv_groups(config, split)
+    videos, tags, named_groups = split_rows(config, split)
     if config.data.classes:
         keep = [i for i, t in enumerate(tags) if t in set(config.data.classes)]
         videos, tags = [videos[i] for i in keep], [tags[i] for i in keep]
@@ -125,12 +124,6 @@ def load_split(config: Config, split: str, weights: WeightsSource, vocabulary: V
     digest = hashlib.sha256("\n".join(f"{k},{tags[i]}" for k, i in zip(keys, usable)).encode()).hexdigest()
     return SplitData(keys, labels[usable], features, mask.sum(axis=1), groups, digest[:16], n_frames, motion,
                      motion_valid, grouping), vocabulary
-
-
-def _csv_groups(config: Config, split: str) -> list[str] | None:
-    """The CSV's ``group`` column, row by row (None when it has none)."""
-    table = read_video_table(config.data.csv_path(split))
-    return list(table[GROUP_COLUMN]) if GROUP_COLUMN in table.columns else None
 
 
 def _groups(keys: list[str], named: list[str] | None) -> tuple[list[str], str]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from videoclf.config import Config
-from videoclf.data.table import read_video_table
+from videoclf.data.table import GROUP_COLUMN, read_video_table
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,12 @@ def split_videos(config: Config, split: str, csv_path: Path | None = None,
     """The videos (and their tags) of one split's CSV, keyed by their path relative to the data root
     (the absolute path for a video outside it); paths are normalised without touching the disk, so a
     key stays the same however the CSV spells the path."""
+    return split_rows(config, split, csv_path, videos_dir)[:2]
+
+
+def split_rows(config: Config, split: str, csv_path: Path | None = None, videos_dir: Path | None = None
+               ) -> tuple[list[VideoRef], list[str], list[str] | None]:
+    """:func:`split_videos` plus the CSV's optional ``group`` column (None when it has none), from one read."""
     csv_path = csv_path or config.data.csv_path(split)
     videos_dir = videos_dir or config.data.videos_dir(split)
     table = read_video_table(csv_path)
@@ -42,4 +48,5 @@ def split_videos(config: Config, split: str, csv_path: Path | None = None,
         path = Path(os.path.normpath((videos_dir / name).absolute()))
         key = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
         refs.append(VideoRef.from_path(key, path))
-    return refs, list(table["tag"])
+    groups = list(table[GROUP_COLUMN]) if GROUP_COLUMN in table.columns else None
+    return refs, list(table["tag"]), groups

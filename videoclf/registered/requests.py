@@ -169,6 +169,10 @@ def video_files(rows: list[VideoRequest]):
         yield files
 
 
+POSITIVE_RULE = "must be a finite number of seconds greater than 0"  # what a window or stride must be
+WITHOUT_WINDOW = "was given without"  # a stride needs a window
+
+
 def window_setting(window: Any, stride: Any, window_name: str = WINDOW_COLUMN,
                    stride_name: str = STRIDE_COLUMN) -> tuple[float, float] | None:
     """``(window, stride)`` seconds, or None for the whole video (no window). Missing values are None or NaN
@@ -177,7 +181,7 @@ def window_setting(window: Any, stride: Any, window_name: str = WINDOW_COLUMN,
     window, stride = _seconds(window, window_name), _seconds(stride, stride_name)
     if window is None:
         if stride is not None:
-            raise ValueError(f"{stride_name} was given without {window_name}: set a window too, or leave the "
+            raise ValueError(f"{stride_name} {WITHOUT_WINDOW} {window_name}: set a window too, or leave the "
                              "stride out to predict the whole video")
         return None
     return window, window if stride is None else stride
@@ -193,7 +197,7 @@ def _seconds(value: Any, name: str) -> float | None:
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a number of seconds. Received: {value!r}") from None
     if not np.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"{name} must be a finite number of seconds greater than 0. Received: {value!r}")
+        raise ValueError(f"{name} {POSITIVE_RULE}. Received: {value!r}")
     return seconds
 
 

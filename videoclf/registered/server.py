@@ -44,6 +44,7 @@ from videoclf.registered.wire import BYTES_COLUMN, INPUT_COLUMNS, PATH_COLUMN, S
 MODEL_ENV = "VIDEOCLF_SERVE_MODEL"  # local path of the downloaded model, for each worker process
 LIMITS_ENV = "VIDEOCLF_SERVE_LIMITS"
 LOG = logging.getLogger("videoclf.serve")
+NUMBER_OR_NULL = "must be a number of seconds or null"  # a window column's JSON value
 DRAIN_FACTOR = 4  # bodies up to this many times the limit are read (and dropped) before answering 413
 JSON_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 EXPECTED = (f"Expected JSON like {{\"dataframe_records\": [{{\"{BYTES_COLUMN}\": \"<base64 of the file>\"}}]}} or "
@@ -107,7 +108,7 @@ def request_shape(body: bytes, content_type: str) -> tuple[list[str], int] | Non
         for index, record in enumerate(records):
             value = record.get(column)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise Refused(400, f"row {index}: {column} must be a number of seconds or null. Received: {value!r}")
+                raise Refused(400, f"row {index}: {column} {NUMBER_OR_NULL}. Received: {value!r}")
     return [str(c) for c in columns], len(records)
 
 

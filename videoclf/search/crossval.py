@@ -102,11 +102,9 @@ class _TracedModel:
         self.model = model
         model.optimizer.build(model.trainable_variables)
         self.optimizer_start = [variable.numpy() for variable in model.optimizer.variables]
-        self.first = True
 
     def starting_as(self, fresh):
-        if self.first:  # the first fold's model is the shared one
-            self.first = False
+        if fresh is self.model:  # the first fold's model is the shared one
             return self.model
         for variable, initial in zip(self.model.variables, fresh.variables, strict=True):
             variable.assign(initial.value)
