@@ -123,6 +123,7 @@ def seed_gru(folds: list[Fold], train: SplitData, test: SplitData, classes: tupl
     """The seed notebook's model, scored by the same cross-validation as a trial."""
     import keras
 
+    from videoclf.fitting import fit_arrays
     from videoclf.model import build_sequence_model
 
     def build():
@@ -132,8 +133,8 @@ def seed_gru(folds: list[Fold], train: SplitData, test: SplitData, classes: tupl
 
     def fit(model, data: SplitData, validation: SplitData | None = None, **kwargs):
         validation_data = (validation.sequences(length), validation.labels) if validation is not None else None
-        return model.fit(data.sequences(length), data.labels, batch_size=64, validation_data=validation_data,
-                         **kwargs)
+        return fit_arrays(model, data.sequences(length), data.labels, batch_size=64, validation_data=validation_data,
+                          **kwargs)
 
     result = cross_validate(build, lambda model, fold, **kw: fit(model, fold.train, fold.validation, **kw), folds,
                             epochs=10, objective="val_accuracy", seed=seed)

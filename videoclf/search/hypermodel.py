@@ -12,6 +12,7 @@ import keras_tuner as kt
 
 from videoclf.config import FloatRange, SearchSpace
 from videoclf.dataset import SplitData
+from videoclf.fitting import fit_arrays
 from videoclf.model import build_sequence_model
 from videoclf.streams import uses_appearance
 
@@ -116,9 +117,9 @@ class SequenceHyperModel(kt.HyperModel):
         validation_data = (validation.inputs(length, stream), validation.labels) if validation is not None else None
         # the validation split in one batch: one step an epoch instead of several (same accuracy; the loss equal
         # to float rounding)
-        return model.fit(train.inputs(length, stream), train.labels, batch_size=batch_size,
-                         validation_data=validation_data,
-                         validation_batch_size=len(validation) if validation is not None else None, **kwargs)
+        return fit_arrays(model, train.inputs(length, stream), train.labels, batch_size=batch_size,
+                          validation_data=validation_data,
+                          validation_batch_size=len(validation) if validation is not None else None, **kwargs)
 
 
 def trial_stream(hp: kt.HyperParameters) -> str:
