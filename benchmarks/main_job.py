@@ -44,7 +44,7 @@ def main() -> None:
             print(f"{label} {commit}: {results[label][1]:.0f} s, exit {results[label][2]}", flush=True)
     (base, base_s, _), (_, head_s, _) = results["base"], results["head"]
     print(f"main job, {os.cpu_count()} cores: {head} {int(head_s // 60)} min {head_s % 60:.0f} s vs {base} "
-          f"{int(base_s // 60)} min {base_s % 60:.0f} s ({head_s / base_s:.2f}x)")
+          f"{int(base_s // 60)} min {base_s % 60:.0f} s ({base_s / head_s:.2f}x faster)")
 
 
 if __name__ == "__main__":

@@ -2,15 +2,16 @@
 
 Given NumPy arrays, Keras builds a shuffling ``tf.data`` pipeline (parallel
 map, prefetch) and creates a new iterator of it twice an epoch for training
-and twice for validation; on our small models that iterator creation, not
-the training step, was a third of a trial's time. Under a global seed
-(``keras.utils.set_random_seed``, which every caller here sets before
-building) Keras' seeded shuffle is re-created with each iterator, so every
-epoch of one ``fit`` sees the *same* order: one permutation per fit. Here
-that permutation is drawn once, exactly as Keras draws it, and the epochs
-iterate a plain batched dataset of the reordered arrays, so the updates, and
-therefore every curve and score, are those of ``model.fit(x, y)``
-(tests/test_fitting.py).
+and twice for validation. Each creation costs milliseconds, as much as a
+whole epoch of our small models (README "Measured", the trials' row).
+
+Under a global seed (``keras.utils.set_random_seed``, which every caller here
+sets before building) Keras' seeded shuffle is re-created with each iterator,
+so every epoch of one ``fit`` sees the *same* order: one permutation per fit.
+Here that permutation is drawn once, exactly as Keras draws it, and the
+epochs iterate a plain batched dataset of the reordered arrays (cheap to
+iterate), so the updates, and so every curve and score, are those of
+``model.fit(x, y)`` (tests/test_fitting.py).
 """
 
 from __future__ import annotations
