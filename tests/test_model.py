@@ -123,3 +123,16 @@ def test_models_registered_by_earlier_layouts_still_load(old_module, store, make
     assert result.returncode == 0 and result.stdout.strip() in ("A", "B"), result.stderr[-2000:]
 
 
+
+
+def test_litert_sequence_model_answers_as_keras_clip_by_clip_and_keeps_its_shape_when_empty():
+    pytest.importorskip("ai_edge_litert")
+    from videoclf.features.runtime import LiteRTSequences, convert_sequence_model
+
+    keras.utils.set_random_seed(0)
+    model = build_sequence_model(num_features=8, num_classes=3, family="gru", gru_units=(4,), frame_units=4)
+    clips = np.random.default_rng(0).normal(size=(3, 5, 8)).astype(np.float32)
+    clips[1, 3:] = 0  # a shorter clip: padding
+    litert = LiteRTSequences(convert_sequence_model(model, 5), threads=1)
+    np.testing.assert_allclose(litert(clips), model.predict(clips, verbose=0), atol=1e-5)
+    assert litert(clips[:0]).shape == (0, 3)

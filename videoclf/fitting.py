@@ -40,7 +40,8 @@ def _as_fed(values: np.ndarray) -> np.ndarray:
     import keras
 
     values = np.asarray(values)
-    return values.astype(keras.config.floatx()) if np.issubdtype(values.dtype, np.floating) else values
+    return values.astype(keras.config.floatx(), copy=False) if np.issubdtype(values.dtype, np.floating) \
+        else values
 
 
 def _batches(x: np.ndarray, y: np.ndarray, batch_size: int):

@@ -104,7 +104,8 @@ class LiteRTFrames:
             self._interpreter.allocate_tensors()
         details = self._interpreter.get_input_details()[0]
         self._input, self._chunk = details["index"], int(details["shape"][0])
-        self._output = self._interpreter.get_output_details()[0]["index"]
+        output = self._interpreter.get_output_details()[0]
+        self._output, self._classes = output["index"], tuple(int(n) for n in output["shape"][1:])
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         out = np.empty((len(frames), self.dim), np.float32)
@@ -229,7 +230,8 @@ class LiteRTSequences:
             self._interpreter = Interpreter(model_content=flatbuffer, num_threads=threads or os.cpu_count() or 1)
             self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]
-        self._output = self._interpreter.get_output_details()[0]["index"]
+        output = self._interpreter.get_output_details()[0]
+        self._output, self._classes = output["index"], tuple(int(n) for n in output["shape"][1:])
 
     def __call__(self, clips: np.ndarray) -> np.ndarray:
         out = []
@@ -237,5 +239,5 @@ class LiteRTSequences:
             self._interpreter.set_tensor(self._input, np.ascontiguousarray(clip[None]))
             self._interpreter.invoke()
             out.append(self._interpreter.get_tensor(self._output)[0].copy())
-        return np.stack(out) if out else np.zeros((0, 0), np.float32)
+        return np.stack(out) if out else np.zeros((0, *self._classes), np.float32)
 

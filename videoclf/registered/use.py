@@ -71,7 +71,7 @@ def load_video_model(uri: str):
 def format_prediction(row: pd.Series, classes: list[str]) -> str:
     """The seed's display: classes sorted by probability, as percentages (a window's span first)."""
     if isinstance(row[ERROR_COLUMN], str):
-        return f"{shown(row['video_path'])}\n  error: {row[ERROR_COLUMN]}"
+        return f"{shown(row[PATH_COLUMN])}\n  error: {row[ERROR_COLUMN]}"
     title = str(row[PATH_COLUMN])
     if row.get(KIND_COLUMN) == "window":
         title += f"  [{row[WINDOW_START_COLUMN]:.1f} s - {row[WINDOW_END_COLUMN]:.1f} s]"
@@ -118,8 +118,9 @@ def predict_videos(paths: list[str], model_uri: str, gif: Path | None = None, cs
         print(f"predictions written to {csv}")
     failed = table[table[ERROR_COLUMN].map(lambda e: isinstance(e, str))]
     if gif:
-        for index, path in enumerate(paths):
-            if str(path) in set(failed[PATH_COLUMN]):
+        failed_paths = set(failed[PATH_COLUMN])
+        for path in paths:
+            if str(path) in failed_paths:
                 continue
             target = gif if len(paths) == 1 else gif.with_name(f"{gif.stem}_{Path(path).stem}{gif.suffix}")
             write_gif(sampled_frames(str(path), settings), target)
