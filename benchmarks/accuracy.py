@@ -55,8 +55,11 @@ def main() -> None:
         print(f"  {'model':72s} {'selection':>9s}  test accuracy [95% CI]")
         chosen = result.best_hyperparameters
         label = ", ".join(str(chosen[k]) for k in ("family", "streams", "inputs") if k in chosen)
+        selection = result.final.selection
+        if not result.final.registers_best_trial:
+            label = f"{selection.rule}: {selection.describe()}"[:60]
         print(f"  {'champion (' + label + ')':72s} "
-              f"{result.best_val_score:9.3f}  {champion.accuracy:.3f} [{champion.interval[0]:.3f}, "
+              f"{selection.score:9.3f}  {champion.accuracy:.3f} [{champion.interval[0]:.3f}, "
               f"{champion.interval[1]:.3f}]  (the mean of {int(seeds['final_seeds'])} seeds; each alone "
               f"{seeds['test_accuracy_seed_mean']:.3f} ± {seeds['test_accuracy_seed_std']:.3f}; ECE {champion.ece:.3f})")
         for baseline in result.baselines:

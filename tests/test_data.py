@@ -156,6 +156,27 @@ def test_photo_motion_set_is_deterministic_real_and_split_by_photo(tmp_path):
     assert generate_photo_motion(first, config, progress=False) == first  # current: not rewritten
 
 
+def test_a_shifted_test_camera_changes_only_the_test_clips(tmp_path):
+    """``test_camera: shifted`` films the test photos unlike training (larger frames, longer clips, faster pans);
+    the training clips are byte for byte those of the unshifted set, and an unshifted set stays current."""
+    from videoclf.config import PhotoMotionConfig
+    from videoclf.data.photo_motion import SHIFTED, TRAINING, generate_photo_motion, is_current
+
+    same = PhotoMotionConfig(clips_per_photo=1, min_frames=6, max_frames=20)
+    shifted = same.model_copy(update={"test_camera": "shifted"})
+    plain = generate_photo_motion(tmp_path / "same", same, progress=False)
+    moved = generate_photo_motion(tmp_path / "shifted", shifted, progress=False)
+    assert is_current(plain, same) and not is_current(plain, shifted)
+    train, test = read_video_table(moved / "train.csv"), read_video_table(moved / "test.csv")
+    for name in train.video_name:
+        assert (plain / name).read_bytes() == (moved / name).read_bytes()
+    sizes = {(f.shape[1], f.shape[0]) for f in (_frames(moved / n)[0] for n in test.video_name)}
+    assert sizes <= set(SHIFTED.frame_sizes) and sizes.isdisjoint(TRAINING.frame_sizes)
+    lengths = [len(_frames(moved / n)) for n in test.video_name]
+    assert min(lengths) >= round(6 * SHIFTED.length_factor) and max(lengths) > 20
+    assert SHIFTED.pan_slow[1] > TRAINING.pan_slow[1] and SHIFTED.zoom_ratio[1] > TRAINING.zoom_ratio[1]
+
+
 def test_generators_never_overwrite_a_users_own_csvs(tmp_path, capsys):
     from videoclf.config import load_config
     from videoclf.data.ensure import ensure_data, for_own_data

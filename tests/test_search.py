@@ -24,7 +24,8 @@ def test_search_logs_every_trial_registers_and_tests_the_winner(tmp_path, make_c
                                       "tuning.baselines": ["pooled_logreg", "step_stats_logreg", "seed_gru"]}))
     result = run_search(config, "tiny", progress=False)
     out = capsys.readouterr().out
-    assert "champion vs best baseline" in out or "no trial beat the best baseline" in out
+    assert "champion vs best baseline" in out or "no trial beat the best baseline" in out or "registered the" in out
+    assert f"registering ({config.tuning.select}): " in out
     assert "tracking store" in out and tracking_uri in out and result.parent_run_id in out
     assert "confusion matrix" in out and "mlflow ui --backend-store-uri" in out and "videoclf predict" in out
     client = MlflowClient()
@@ -73,7 +74,9 @@ def test_search_logs_every_trial_registers_and_tests_the_winner(tmp_path, make_c
     version = client.get_model_version_by_alias("videoclf-test", "champion")
     assert str(version.version) == result.registration.version and result.registration.champion
     assert float(version.tags["test_accuracy"]) == pytest.approx(result.evaluation.accuracy, abs=1e-6)
-    assert float(version.tags["selection_score"]) == pytest.approx(result.best_val_score, abs=1e-6)
+    assert float(version.tags["selection_score"]) == pytest.approx(result.final.selection.score, abs=1e-6)
+    assert version.tags["selection_rule"] == parent.data.tags["selection_rule"] == "one_se"  # the default
+    assert metrics["best_trial_selection"] == pytest.approx(result.best_val_score)
 
     capsys.readouterr()
     again = run_search(config, "tiny", progress=False)  # a finished search: nothing redone, only reported

@@ -50,6 +50,9 @@ class PhotoMotionConfig(_ClipLengths):
     clips_per_photo: int = Field(3, ge=1)
     min_frames: int = Field(8, ge=2)
     max_frames: int = Field(48, ge=2)
+    # "shifted": test clips filmed unlike training (closer framing, larger frames, longer clips, speeds and zooms
+    # at and past the training ranges' ends, more noise): a set whose test differs from training
+    test_camera: Literal["same", "shifted"] = "same"
 
 
 class DataConfig(_Section):
@@ -233,6 +236,9 @@ class TuningConfig(_Section):
     executions_per_trial: int = Field(1, ge=1)
     first_trials: list[dict[str, Any]] = []  # random search: partial values tried first, the rest drawn
     final_seeds: int = Field(3, ge=1)
+    # what is registered (videoclf.search.select): the best candidate, the simplest within one standard error
+    # of the best (baselines included), or a greedy ensemble of trials and baselines
+    select: Literal["best", "one_se", "ensemble"] = "one_se"
     baselines: list[Literal["pooled_logreg", "step_stats_logreg", "motion_logreg", "seed_gru"]] = [
         "pooled_logreg", "step_stats_logreg", "seed_gru"]
     directory: Path = Path("tuner_runs")

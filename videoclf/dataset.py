@@ -158,10 +158,14 @@ def validation_split(data: SplitData, fraction: float, seed: int) -> tuple[Split
     Unlike the seed's ``validation_split=0.3`` (the last 30% of a class-sorted
     CSV), every class appears on both sides and no group is split.
     """
-    folds = max(2, round(1 / fraction))
-    train_rows, val_rows = grouped_folds(data, folds, seed, f"a {fraction:.0%} grouped validation split",
-                                         "Lower training.validation_fraction or add videos")[0]
+    train_rows, val_rows = _holdout_rows(data, fraction, seed)
     return data.subset(train_rows), data.subset(val_rows)
+
+
+def _holdout_rows(data: SplitData, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    folds = max(2, round(1 / fraction))
+    return grouped_folds(data, folds, seed, f"a {fraction:.0%} grouped validation split",
+                         "Lower training.validation_fraction or add videos")[0]
 
 
 def grouped_folds(data: SplitData, folds: int, seed: int, purpose: str,
@@ -182,6 +186,13 @@ class Fold:
 
     train: SplitData
     validation: SplitData
+    validation_rows: np.ndarray | None = None  # where the validation videos sit in the full training split
+
+    def out_of_fold(self, total: int, probabilities: np.ndarray, into: np.ndarray | None = None) -> np.ndarray:
+        """This fold's validation ``probabilities`` placed at their rows of a ``(total, C)`` array (NaN elsewhere)."""
+        out = into if into is not None else np.full((total, probabilities.shape[-1]), np.nan, np.float32)
+        out[self.validation_rows] = probabilities
+        return out
 
 
 def make_folds(data: SplitData, folds: int, fraction: float, seed: int) -> list[Fold]:
@@ -191,8 +202,10 @@ def make_folds(data: SplitData, folds: int, fraction: float, seed: int) -> list[
     on all training videos instead of one small validation set.
     """
     if folds == 1:
-        return [Fold(*validation_split(data, fraction, seed))]
-    return [Fold(data.subset(train_rows), data.subset(val_rows)) for train_rows, val_rows in grouped_folds(
+        train_rows, val_rows = _holdout_rows(data, fraction, seed)
+        return [Fold(data.subset(train_rows), data.subset(val_rows), np.asarray(val_rows))]
+    return [Fold(data.subset(train_rows), data.subset(val_rows), np.asarray(val_rows))
+            for train_rows, val_rows in grouped_folds(
         data, folds, seed, f"{folds}-fold cross-validation", "Set training.cv_folds lower (1 = one holdout split)")]
 
 

@@ -30,6 +30,12 @@ def uses_motion(stream: str) -> bool:
     return stream in ("motion", "appearance+motion")
 
 
+def stream_reading(streams) -> str:
+    """The one stream that carries everything ``streams`` read (what a model of several members decodes)."""
+    appearance, motion = any(uses_appearance(s) for s in streams), any(uses_motion(s) for s in streams)
+    return "appearance+motion" if appearance and motion else "motion" if motion else "appearance"
+
+
 def stream_width(stream: str, appearance_dim: int, motion_dim: int) -> int:
     """Numbers per step in ``stream``'s input layout."""
     if stream not in STREAMS:

@@ -305,6 +305,10 @@ class SearchTracker:
         for start in range(0, len(metrics), 1000):
             self.client.log_batch(self._trial_runs[trial_id], metrics=metrics[start: start + 1000])
 
+    def trial_file(self, trial_id: str, file: Path | str, artifact_path: str | None = None) -> None:
+        """A file of the running trial (its out-of-fold predictions) as an artifact of its run."""
+        self.client.log_artifact(self._trial_runs[trial_id], str(file), artifact_path)
+
     def trial_ended(self, trial_id: str, status: str, score: float | None, best_epoch: int | None,
                     message: str | None) -> None:
         run_id = self._trial_runs.pop(trial_id)
@@ -359,5 +363,5 @@ class NullTracker:
         return None
 
     log_setup = set_tags = log_metrics = log_artifact_files = tag_trial = _nothing
-    trial_started = trial_curves = trial_ended = finish = _nothing
+    trial_started = trial_curves = trial_file = trial_ended = finish = _nothing
 

@@ -48,11 +48,16 @@ class ModelSettings:
     training_clips: dict | None = None  # median/max length of the training clips, in frames and seconds
     stream: str = "appearance"  # which cached streams the sequence model reads (videoclf.streams)
     motion: MotionConfig = MotionConfig()  # how the motion stream was computed, when the stream reads it
+    # several models averaged (videoclf.search.select): each a MemberSpec; none: the one sequence model
+    members: tuple["MemberSpec", ...] = ()
 
     def to_json(self) -> str:
         data = asdict(self)
         data.update(classes=list(self.classes), sampling=self.sampling.model_dump(mode="json"),
-                    extractor=self.extractor.model_dump(mode="json"), motion=self.motion.model_dump(mode="json"))
+                    extractor=self.extractor.model_dump(mode="json"), motion=self.motion.model_dump(mode="json"),
+                    members=[asdict(m) for m in self.members])
+        if not self.members:
+            data.pop("members")  # a one-model settings file reads as it always did
         return json.dumps(data, indent=2)
 
     @classmethod
@@ -60,7 +65,25 @@ class ModelSettings:
         data = json.loads(text)  # models registered before the motion stream read appearance only
         return cls(tuple(data["classes"]), int(data["seq_length"]), SamplingConfig(**data["sampling"]),
                    ExtractorConfig(**data["extractor"]), data["cache_dtype"], data.get("extractor_weights") or {},
-                   data.get("training_clips"), data.get("stream", "appearance"), MotionConfig(**data.get("motion", {})))
+                   data.get("training_clips"), data.get("stream", "appearance"), MotionConfig(**data.get("motion", {})),
+                   tuple(MemberSpec(**m) for m in data.get("members", ())))
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    """One model of a registered model that averages several: what it reads, its weight, its artifacts."""
+
+    name: str  # e.g. "trial 3", "baseline step_stats_logreg"
+    weight: float
+    kind: str  # KERAS_MEMBER or LINEAR_MEMBER
+    stream: str
+    seq_length: int
+    artifact: str  # the artifact key of its Keras model or its LinearHead arrays
+    litert_artifact: str | None = None  # a Keras member's LiteRT form, where it was converted
+
+
+KERAS_MEMBER = "keras"
+LINEAR_MEMBER = "linear"  # videoclf.summaries.LinearHead
 
 
 def model_requirements() -> list[str]:

@@ -13,7 +13,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from videoclf.registered.format import ModelSettings
+from videoclf.registered.format import LINEAR_MEMBER, ModelSettings
 from videoclf.registered.requests import (
     TIME_LIMIT_ERROR,
     VideoRequest,
@@ -57,14 +57,40 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         # a motion-only model never runs the frame extractor: it is not even loaded
         self.frames_model = (self._frame_model(context.artifacts) if uses_appearance(self.settings.stream)
                              else None)
-        self.sequence_model = self._sequence_model(context.artifacts)
+        self.members = self._members(context.artifacts)
 
-    def _sequence_model(self, artifacts: dict):
+    def _members(self, artifacts: dict) -> list[tuple[float, object]]:
+        """``(weight, clips → probabilities)`` for each model the registered model averages; one sequence model
+        (weight 1) for a model registered alone, as every model before selection rules."""
+        settings = self.settings
+        if not settings.members:
+            sequences = self._sequence_model(artifacts, "sequence_model", "litert_sequence_model")
+            return [(1.0, self._reading(settings.stream, settings.seq_length, sequences))]
+        out = []
+        for member in settings.members:
+            if member.kind == LINEAR_MEMBER:
+                from videoclf.summaries import LinearHead
+
+                head = LinearHead.load(artifacts[member.artifact])
+                out.append((member.weight, lambda clips, head=head: head.probabilities(
+                    clips.features, clips.stored, clips.motion, clips.motion_valid)))
+            else:
+                sequences = self._sequence_model(artifacts, member.artifact, member.litert_artifact)
+                out.append((member.weight, self._reading(member.stream, member.seq_length, sequences)))
+        return out
+
+    @staticmethod
+    def _reading(stream: str, length: int, sequences):
+        """Cache-equivalent clips → ``sequences``' input (``stream`` at ``length``) → probabilities."""
+        return lambda clips: sequences(stream_sequences(stream, length, clips.stored, clips.features, clips.motion,
+                                                        clips.motion_valid))
+
+    def _sequence_model(self, artifacts: dict, keras_key: str, litert_key: str | None):
         """``clips (N, seq_length, width)`` → probabilities: LiteRT where this machine runs it, else Keras."""
-        if self.runtime == "litert" and "litert_sequence_model" in artifacts:
+        if self.runtime == "litert" and litert_key in artifacts:
             from videoclf.features.runtime import LiteRTSequences
 
-            return LiteRTSequences(Path(artifacts["litert_sequence_model"]).read_bytes())
+            return LiteRTSequences(Path(artifacts[litert_key]).read_bytes())
         from videoclf.console import quiet_tensorflow
 
         quiet_tensorflow()
@@ -72,7 +98,7 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
 
         import videoclf.model  # noqa: F401 - registers the custom layers for loading
 
-        model = keras.saving.load_model(artifacts["sequence_model"], compile=False)
+        model = keras.saving.load_model(artifacts[keras_key], compile=False)
         return lambda clips: model.predict(clips, verbose=0)
 
     def _frame_model(self, artifacts: dict):
@@ -122,9 +148,11 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         return FlowDescriber.from_config(self.settings.motion) if uses_motion(self.settings.stream) else None
 
     def _probabilities(self, clips: "_Clips") -> np.ndarray:
-        sequences = stream_sequences(self.settings.stream, self.settings.seq_length, clips.stored, clips.features,
-                                     clips.motion, clips.motion_valid)
-        return self.sequence_model(sequences)
+        """The members' weighted mean (one member: its own probabilities, untouched)."""
+        if len(self.members) == 1:
+            return self.members[0][1](clips)
+        return sum(weight * np.asarray(predict(clips), np.float64) for weight, predict in self.members
+                   ).astype(np.float32)
 
     def features(self, paths: list[str]) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
         """Cache-equivalent features ``(N, L, D)`` and real-frame counts of video files; errors by row."""

@@ -13,16 +13,22 @@ from pathlib import Path
 
 import mlflow.pyfunc
 
+from videoclf.summaries import LinearHead
+
 from videoclf.registered.format import (
     INT8_EXTRACTOR,
+    KERAS_MEMBER,
+    LINEAR_MEMBER,
     LITERT_EXTRACTOR,
     LITERT_SEQUENCES,
     SETTINGS,
+    MemberSpec,
     ModelSettings,
     model_requirements,
     sequence_signature,
     video_signature,
 )
+from videoclf.streams import stream_reading
 
 
 def log_registered_model(config, weights, sequence_model, classes, seq_length: int, training_clips: dict | None = None,
@@ -36,23 +42,41 @@ def log_registered_model(config, weights, sequence_model, classes, seq_length: i
     return log_video_model(config, weights, sequence_model, classes, seq_length, training_clips, stream)
 
 
+def log_members(config, weights, members, classes, training_clips: dict | None = None):
+    """Logs the registered model for the selection's ``members`` (``videoclf.search.final.Member``): one Keras
+    model alone is logged exactly as before (the bare sequence model beside the pyfunc); several models, or a
+    linear one, as a pyfunc averaging them. Returns the pyfunc's ModelInfo."""
+    if len(members) == 1 and not isinstance(members[0].model, LinearHead):
+        only = members[0]
+        return log_registered_model(config, weights, only.model, classes, only.seq_length, training_clips,
+                                    only.stream)
+    return log_video_model(config, weights, None, classes, max(m.seq_length for m in members), training_clips,
+                           stream_reading([m.stream for m in members]), members)
+
+
 def log_video_model(config, weights, sequence_model, classes, seq_length: int, training_clips: dict | None = None,
-                    stream: str = "appearance"):
-    """Logs the video-in pyfunc to the active run; returns its ModelInfo."""
+                    stream: str = "appearance", members=()):
+    """Logs the video-in pyfunc to the active run; returns its ModelInfo. With ``members``, the pyfunc averages
+    them (``sequence_model`` is then None)."""
     import videoclf
     from videoclf.features.backbones import build_keras_extractor
 
     extractor = build_keras_extractor(config.extractor, config.sampling.image_size, weights)
-    settings = ModelSettings(tuple(classes), int(seq_length), config.sampling, config.extractor, config.cache.dtype,
-                             {"kind": weights.kind, "digest": weights.digest}, training_clips, stream, config.motion)
     with tempfile.TemporaryDirectory(prefix="videoclf-model-") as tmp:
         tmp = Path(tmp)
-        sequence_model.save(tmp / "sequence_model.keras")
+        artifacts = {"extractor_weights": str(tmp / "extractor.weights.h5"), "settings": str(tmp / SETTINGS)}
+        if sequence_model is not None:
+            sequence_model.save(tmp / "sequence_model.keras")
+            artifacts["sequence_model"] = str(tmp / "sequence_model.keras")
+            artifacts.update(_litert_sequences(sequence_model, int(seq_length), tmp / LITERT_SEQUENCES,
+                                               "litert_sequence_model"))
+        specs = tuple(_write_member(index, member, tmp, artifacts) for index, member in enumerate(members))
+        settings = ModelSettings(tuple(classes), int(seq_length), config.sampling, config.extractor,
+                                 config.cache.dtype, {"kind": weights.kind, "digest": weights.digest}, training_clips,
+                                 stream, config.motion, specs)
         extractor.save_weights(tmp / "extractor.weights.h5")
         (tmp / SETTINGS).write_text(settings.to_json())
-        artifacts = {"sequence_model": str(tmp / "sequence_model.keras"),
-                     "extractor_weights": str(tmp / "extractor.weights.h5"), "settings": str(tmp / SETTINGS)}
-        artifacts.update(_litert_artifacts(config, weights, sequence_model, int(seq_length), stream, tmp))
+        artifacts.update(_litert_extractor(config, weights, stream, tmp))
         with warnings.catch_warnings():  # an input example would have to be a real video; the signature says all
             warnings.filterwarnings("ignore", message=".*input example was not provided.*")
             return mlflow.pyfunc.log_model(
@@ -62,16 +86,36 @@ def log_video_model(config, weights, sequence_model, classes, seq_length: int, t
                 signature=video_signature(classes), metadata={"classes": list(classes), "seq_length": seq_length})
 
 
-def _litert_artifacts(config, weights, sequence_model, seq_length: int, stream: str, folder: Path) -> dict[str, str]:
-    """The LiteRT forms a CPU needs to predict without TensorFlow: the extractor exactly as it filled the cache
-    (int8: the calibrated model itself, not a recipe to redo) and the sequence model. None where LiteRT is not
-    installed (the model then runs on Keras, as on a GPU)."""
-    from videoclf.features.runtime import (
-        build_frame_model,
-        convert_sequence_model,
-        litert_available,
-        runtime_cache_dir,
-    )
+def _write_member(index: int, member, folder: Path, artifacts: dict[str, str]) -> MemberSpec:
+    """One member's files (a LinearHead's arrays, or a Keras model and its LiteRT form) into ``artifacts``."""
+    key = f"member_{index}"
+    if isinstance(member.model, LinearHead):
+        member.model.save(folder / f"{key}.npz")
+        artifacts[key] = str(folder / f"{key}.npz")
+        return MemberSpec(member.name, float(member.weight), LINEAR_MEMBER, member.stream, int(member.seq_length),
+                          key)
+    member.model.save(folder / f"{key}.keras")
+    artifacts[key] = str(folder / f"{key}.keras")
+    litert = _litert_sequences(member.model, int(member.seq_length), folder / f"{key}.tflite", f"{key}_litert")
+    artifacts.update(litert)
+    return MemberSpec(member.name, float(member.weight), KERAS_MEMBER, member.stream, int(member.seq_length), key,
+                      next(iter(litert), None))
+
+
+def _litert_sequences(sequence_model, seq_length: int, file: Path, key: str) -> dict[str, str]:
+    """A sequence model's LiteRT form (a CPU predicts without TensorFlow); none where LiteRT is not installed."""
+    from videoclf.features.runtime import convert_sequence_model, litert_available
+
+    if not litert_available():
+        return {}
+    file.write_bytes(convert_sequence_model(sequence_model, seq_length))
+    return {key: str(file)}
+
+
+def _litert_extractor(config, weights, stream: str, folder: Path) -> dict[str, str]:
+    """The extractor exactly as it filled the cache, in LiteRT form (int8: the calibrated model itself, not a
+    recipe to redo). None where LiteRT is not installed (the model then runs on Keras, as on a GPU)."""
+    from videoclf.features.runtime import build_frame_model, litert_available, runtime_cache_dir
     from videoclf.streams import uses_appearance
 
     out = {}
@@ -82,8 +126,5 @@ def _litert_artifacts(config, weights, sequence_model, seq_length: int, stream: 
             LITERT_EXTRACTOR, "litert_extractor")
         (folder / name).write_bytes(frames.flatbuffer)
         out[key] = str(folder / name)
-    if litert_available():
-        (folder / LITERT_SEQUENCES).write_bytes(convert_sequence_model(sequence_model, seq_length))
-        out["litert_sequence_model"] = str(folder / LITERT_SEQUENCES)
     return out
 

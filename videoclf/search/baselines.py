@@ -14,8 +14,11 @@ or the seed notebook get on the same data:
 * ``seed_gru``: the seed notebook's GRU 16→8 (10 epochs, Adam 1e-4, batch 64,
   no normalisation).
 
-Each is selected the way a trial is (same folds, same score), then refitted on
-all training videos and tested once.
+Each is selected the way a trial is (same folds, same score, its out-of-fold
+probabilities kept), then refitted on all training videos and tested once.
+Each is a candidate for registration like a trial (``videoclf.search.select``):
+a logistic regression registers as a :class:`videoclf.summaries.LinearHead`,
+the seed model as its Keras model.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ import numpy as np
 from videoclf.dataset import Fold, SplitData
 from videoclf.errors import DataError
 from videoclf.evaluation import Evaluation, evaluate_probabilities, standard_error
-from videoclf.search.crossval import cross_validate
+from videoclf.search.crossval import OutOfFold, cross_validate
+from videoclf.summaries import LinearHead, summarize
 
 DESCRIPTIONS = {
     "pooled_logreg": "pooled logistic regression (mean+std of frame features)",
@@ -35,59 +39,37 @@ DESCRIPTIONS = {
     "motion_logreg": "motion-stream statistics + logistic regression (flow mean, std, trend)",
     "seed_gru": "seed notebook model (GRU 16→8, 10 epochs)",
 }
+SUMMARY_OF = {"pooled_logreg": "frame_mean_std", "step_stats_logreg": "step_size_statistics",
+              "motion_logreg": "motion_statistics"}  # each logistic regression's input (videoclf.summaries)
 LOGREG_C = (0.01, 0.1, 1.0)
 
 
 @dataclass(frozen=True)
 class BaselineResult:
-    """A baseline's selection score (same protocol as the trials) and its test evaluation."""
+    """A baseline's selection score (same protocol as the trials), its test evaluation and, for selection and
+    registration, its out-of-fold probabilities and its model refitted on all training videos."""
 
     name: str
     validation: float
     test: Evaluation
     detail: str
     validation_se: float = 0.0  # standard error of ``validation`` over folds
+    out_of_fold: OutOfFold | None = None
+    model: object = None  # LinearHead, or the seed model's Keras model
+    stream: str = "appearance"
+    seq_length: int = 0  # the cached length the model reads
+    n_weights: int = 0
+    test_probabilities: np.ndarray | None = None
 
     @property
     def description(self) -> str:
         return DESCRIPTIONS[self.name]
 
 
-def _real_frames(data: SplitData) -> list[np.ndarray]:
-    return [seq[:n].astype(np.float64) for seq, n in zip(data.features, data.cached_frames)]
-
-
-def pooled_features(data: SplitData) -> np.ndarray:
-    """Mean and standard deviation of each clip's real frame features."""
-    return np.stack([np.concatenate([f.mean(axis=0), f.std(axis=0)]) if len(f) else
-                     np.zeros(2 * data.features.shape[-1]) for f in _real_frames(data)])
-
-
-def step_statistics(data: SplitData) -> np.ndarray:
-    """Seven numbers a clip from its step sizes ``|x[t] - x[t-1]|``: mean, spread, min, max, median,
-    how much odd and even steps differ, and how much consecutive steps differ."""
-    rows = []
-    for frames in _real_frames(data):
-        steps = np.linalg.norm(np.diff(frames, axis=0), axis=1)
-        if len(steps) == 0:
-            rows.append(np.zeros(7))
-            continue
-        odd, even = steps[1::2], steps[0::2]
-        odd_even = abs(odd.mean() - even.mean()) if len(odd) else 0.0
-        jitter = np.abs(np.diff(steps)).mean() if len(steps) > 1 else 0.0
-        rows.append(np.array([steps.mean(), steps.std(), steps.min(), steps.max(), np.median(steps), odd_even,
-                              jitter]))
-    return np.stack(rows)
-
-
-def motion_statistics_features(data: SplitData) -> np.ndarray:
-    """Mean, spread and trend of each clip's motion steps (videoclf.features.motion.clip_statistics)."""
-    from videoclf.features.motion import clip_statistics
-
-    if data.motion is None:
+def summary_of(name: str, data: SplitData) -> np.ndarray:
+    if name == "motion_statistics" and data.motion is None:
         raise DataError("The motion_logreg baseline needs the motion stream: set motion.enabled: true")
-    return np.stack([clip_statistics(m[:n], v[:n]) for m, v, n in
-                     zip(data.motion, data.motion_valid, data.cached_frames)])
+    return summarize(name, data.features, data.cached_frames, data.motion, data.motion_valid)
 
 
 def _logreg(c: float):
@@ -105,19 +87,25 @@ def _probabilities(model, x: np.ndarray, num_classes: int) -> np.ndarray:
     return out
 
 
-def logistic_regression(name: str, featurize, folds: list[Fold], train: SplitData, test: SplitData,
-                        classes: tuple[str, ...]) -> BaselineResult:
+def logistic_regression(name: str, folds: list[Fold], train: SplitData, test: SplitData,
+                        classes: tuple[str, ...], length: int) -> BaselineResult:
     """Picks C on the folds (mean validation accuracy), refits on all of ``train``, tests once."""
-    fold_data = [(featurize(f.train), f.train.labels, featurize(f.validation), f.validation.labels) for f in folds]
-    folds_scores = {c: [float((_logreg(c).fit(x, y).predict(vx) == vy).mean()) for x, y, vx, vy in fold_data]
-                    for c in LOGREG_C}
+    summary = SUMMARY_OF[name]
+    fold_data = [(summary_of(summary, f.train), f.train.labels, summary_of(summary, f.validation),
+                  f.validation.labels) for f in folds]
+    fitted = {c: [_logreg(c).fit(x, y) for x, y, _, _ in fold_data] for c in LOGREG_C}
+    folds_scores = {c: [float((m.predict(vx) == vy).mean()) for m, (_, _, vx, vy) in zip(models, fold_data)]
+                    for c, models in fitted.items()}
     scores = {c: float(np.mean(values)) for c, values in folds_scores.items()}
     best_c = max(LOGREG_C, key=lambda c: (scores[c], -c))
-    model = _logreg(best_c).fit(featurize(train), train.labels)
-    test_eval = evaluate_probabilities(_probabilities(model, featurize(test), len(classes)), test.labels, classes)
-    return BaselineResult(name, scores[best_c], test_eval, f"C={best_c}", standard_error(folds_scores[best_c]))
-
-
+    out_of_fold = OutOfFold.from_folds(folds, [_probabilities(m, vx, len(classes)).astype(np.float32)
+                                               for m, (_, _, vx, _) in zip(fitted[best_c], fold_data)])
+    head = LinearHead.from_pipeline(summary, _logreg(best_c).fit(summary_of(summary, train), train.labels),
+                                    len(classes))
+    probabilities = head.probabilities(test.features, test.cached_frames, test.motion, test.motion_valid)
+    return BaselineResult(name, scores[best_c], evaluate_probabilities(probabilities, test.labels, classes),
+                          f"C={best_c}", standard_error(folds_scores[best_c]), out_of_fold, head, head.stream,
+                          length, head.n_weights, probabilities)
 def seed_gru(folds: list[Fold], train: SplitData, test: SplitData, classes: tuple[str, ...], length: int,
              seed: int) -> BaselineResult:
     """The seed notebook's model, scored by the same cross-validation as a trial."""
@@ -137,26 +125,19 @@ def seed_gru(folds: list[Fold], train: SplitData, test: SplitData, classes: tupl
                           **kwargs)
 
     result = cross_validate(build, lambda model, fold, **kw: fit(model, fold.train, fold.validation, **kw), folds,
-                            epochs=10, objective="val_accuracy", seed=seed)
+                            epochs=10, objective="val_accuracy", seed=seed,
+                            validation_inputs=lambda fold: fold.validation.sequences(length))
     keras.utils.set_random_seed(seed)
     model = build()
     fit(model, train, epochs=result.best_epoch + 1, verbose=0)
     probabilities = model.predict(test.sequences(length), verbose=0)
     return BaselineResult("seed_gru", result.score, evaluate_probabilities(probabilities, test.labels, classes),
-                          f"{result.best_epoch + 1} epochs", standard_error(result.fold_scores))
+                          f"{result.best_epoch + 1} epochs", standard_error(result.fold_scores), result.out_of_fold,
+                          model, "appearance", length, int(model.count_params()), probabilities)
 
 
 def run_baselines(names: list[str], folds: list[Fold], train: SplitData, test: SplitData, classes: tuple[str, ...],
                   max_length: int, seed: int) -> list[BaselineResult]:
     """The configured baselines, in order."""
-    out = []
-    for name in names:
-        if name == "pooled_logreg":
-            out.append(logistic_regression(name, pooled_features, folds, train, test, classes))
-        elif name == "step_stats_logreg":
-            out.append(logistic_regression(name, step_statistics, folds, train, test, classes))
-        elif name == "motion_logreg":
-            out.append(logistic_regression(name, motion_statistics_features, folds, train, test, classes))
-        else:
-            out.append(seed_gru(folds, train, test, classes, max_length, seed))
-    return out
+    return [logistic_regression(name, folds, train, test, classes, max_length) if name in SUMMARY_OF
+            else seed_gru(folds, train, test, classes, max_length, seed) for name in names]

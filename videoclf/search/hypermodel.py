@@ -114,12 +114,17 @@ class SequenceHyperModel(kt.HyperModel):
     def fit(self, hp: kt.HyperParameters, model, train: SplitData, validation: SplitData | None = None, **kwargs):
         """Trains on ``train`` at the trial's sequence length (validating on ``validation`` when given)."""
         length, batch_size, stream = hp.get("seq_length"), hp.get("batch_size"), trial_stream(hp)
-        validation_data = (validation.inputs(length, stream), validation.labels) if validation is not None else None
+        validation_data = None if validation is None else (self.validation_inputs(hp, validation), validation.labels)
         # the validation split in one batch: one step an epoch instead of several (same accuracy; the loss equal
         # to float rounding)
         return fit_arrays(model, train.inputs(length, stream), train.labels, batch_size=batch_size,
                           validation_data=validation_data,
                           validation_batch_size=len(validation) if validation is not None else None, **kwargs)
+
+
+    def validation_inputs(self, hp: kt.HyperParameters, data: SplitData):
+        """What ``fit`` validates on: ``data``'s inputs at the trial's length and stream."""
+        return data.inputs(hp.get("seq_length"), trial_stream(hp))
 
 
 def trial_stream(hp: kt.HyperParameters) -> str:

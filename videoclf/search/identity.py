@@ -36,7 +36,7 @@ def finish_fingerprint(config: Config, search_id: str, weights: WeightsSource, r
               for split in ("train", "test")}
     tuning = config.tuning
     identity = {"search_id": search_id, "videos": videos, "weights": weights.digest, "max_trials": tuning.max_trials,
-                "final_seeds": tuning.final_seeds, "baselines": list(tuning.baselines),
+                "final_seeds": tuning.final_seeds, "baselines": list(tuning.baselines), "select": tuning.select,
                 "register": [config.tracking.registered_model_name, config.tracking.champion_alias] if register_model
                 else None}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
@@ -66,7 +66,7 @@ def search_id_for(config: Config, name: str) -> str:
         return config.tuning.project_name
     identity = config.to_dict()
     identity["tuning"] = {k: v for k, v in identity["tuning"].items()
-                          if k not in ("max_trials", "overwrite", "final_seeds", "baselines")}
+                          if k not in ("max_trials", "overwrite", "final_seeds", "baselines", "select")}
     identity.pop("tracking")
     identity.pop("serving")  # neither changes what the search finds
     identity["extractor"].pop("runtime")  # the same features on either runtime

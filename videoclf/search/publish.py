@@ -10,7 +10,7 @@ from videoclf.features.backbones import WeightsSource
 from videoclf.dataset import SplitData
 from videoclf.registered.registry import Registration
 from videoclf.search.final import FinalModels
-from videoclf.search.hypermodel import trial_stream
+from videoclf.search.select import select, trial_candidate
 from videoclf.search.prepare import PreparedData
 from videoclf.search.tuner import direction
 from videoclf.tracking import SearchTracker
@@ -36,38 +36,53 @@ def training_clips(config: Config, train: SplitData, sample: int = 20) -> dict |
             "max_seconds": longest / fps}
 
 
-def publish(config: Config, tracker: SearchTracker, model, best, data: PreparedData, final: FinalModels,
+def publish(config: Config, tracker: SearchTracker, best, data: PreparedData, final: FinalModels,
             weights: WeightsSource) -> Registration:
-    """Logs the registered model to the parent run and registers it (once per winning trial)."""
+    """Logs the registered model (the selection's members) to the parent run and registers it (once per
+    selection of a search)."""
     from videoclf.registered.registry import existing_version, register
-    from videoclf.registered.writer import log_registered_model
+    from videoclf.registered.writer import log_members
 
-    tags = {"search_id": tracker.search_id, "trial_id": best.trial_id, "run_id": tracker.parent_run_id,
-            "trial_run_id": tracker.trial_run_id(best.trial_id) or ""}
+    selection = final.selection or select("best", [trial_candidate(best, 0.0, None, 0)], data.train.labels)
+    single = selection.single
+    trial_run = tracker.trial_run_id(single.key) if single is not None and single.kind == "trial" else None
+    tags = {"search_id": tracker.search_id, "trial_id": selection.key, "run_id": tracker.parent_run_id,
+            "trial_run_id": trial_run or "", "selection_rule": selection.rule}
     known = existing_version(config.tracking.registered_model_name, config.tracking.champion_alias, tags,
                              data.selection_digest)
     if known:
         return known
     with tracker.logging_to_parent():
-        info = log_registered_model(config, weights, model, data.vocabulary.classes,
-                                    int(best.hyperparameters.get("seq_length")), training_clips(config, data.train),
-                                    trial_stream(best.hyperparameters))
+        info = log_members(config, weights, final.members, data.vocabulary.classes,
+                           training_clips(config, data.train))
     return register(info.model_uri, name=config.tracking.registered_model_name, alias=config.tracking.champion_alias,
-                    selection_score=best.score, selection_digest=data.selection_digest,
+                    selection_score=selection.score, selection_digest=data.selection_digest,
                     higher_is_better=direction(config.tuning.objective) == "max",
                     test_accuracy=final.registered.accuracy, test_digest=data.test.digest, tags=tags,
-                    description=version_description(config, best, data, final))
+                    description=version_description(config, data, final))
 
 
-def version_description(config: Config, best, data: PreparedData, final: FinalModels) -> str:
-    """What the registry shows on the version's page: the data, how it was selected, how it tested."""
+def version_description(config: Config, data: PreparedData, final: FinalModels) -> str:
+    """What the registry shows on the version's page: what it is, the data, how it was selected, how it tested."""
     low, high = final.registered.interval
-    seeds = f"the mean of {len(final.models)} seeds' models" if len(final.models) > 1 else "one model"
-    return (f"{seeds.capitalize()} of search trial {best.trial_id} ({best.hyperparameters.get('family')}, streams "
-            f"{trial_stream(best.hyperparameters)}), trained on the {len(data.train)} training videos of "
-            f"{config.data.root} ({len(data.vocabulary.classes)} classes: {', '.join(data.vocabulary.classes)}). "
-            f"Selected by {data.protocol} ({config.tuning.objective} {best.score:.3f}); test accuracy "
-            f"{final.registered.accuracy:.3f} [95% CI {low:.3f}, {high:.3f}] on {len(data.test)} videos.")
+    selection = final.selection
+    if len(final.members) == 1:
+        member = final.members[0]
+        seeds = (f" (the mean of {len(final.models)} seeds' models)" if len(final.models) > 1 and
+                 member.model is final.ensemble else "")
+        what = f"{member.name}{seeds}, reading {member.stream}"
+    else:
+        what = "the weighted mean of " + ", ".join(f"{m.name} ({m.weight:.2f}, {m.stream})" for m in final.members)
+    rule = f"Rule `{selection.rule}`: {selection.reason}. " if selection else ""
+    text = (f"{what[0].upper()}{what[1:]}, trained on the {len(data.train)} training videos of {config.data.root} "
+            f"({len(data.vocabulary.classes)} classes: {', '.join(data.vocabulary.classes)}). Selected by "
+            f"{data.protocol} ({config.tuning.objective} {final_score(final):.3f}); test accuracy "
+            f"{final.registered.accuracy:.3f} [95% CI {low:.3f}, {high:.3f}] on {len(data.test)} videos. {rule}")
+    return text.strip()
+
+
+def final_score(final: FinalModels) -> float:
+    return final.selection.score if final.selection else float("nan")
 
 
 def writing_artifacts(tracker: SearchTracker):

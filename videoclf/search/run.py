@@ -25,7 +25,8 @@ from videoclf.features.backbones import WeightsSource, resolve_weights
 from videoclf.registered.registry import Registration
 from videoclf.search import report
 from videoclf.search.baselines import BaselineResult, run_baselines
-from videoclf.search.final import FinalModels, refit_winner
+from videoclf.search.crossval import OUT_OF_FOLD_FILE, OutOfFold
+from videoclf.search.final import FinalModels, compose, refit_winner
 from videoclf.search.importance import hyperparameter_importance
 from videoclf.search.identity import (  # noqa: F401 - search_id_for: the public way to name a search
     FinishedEarlier,
@@ -36,7 +37,8 @@ from videoclf.search.identity import (  # noqa: F401 - search_id_for: the public
 )
 from videoclf.search.prepare import PreparedData, hypermodel_for, prepare
 from videoclf.search.publish import publish, writing_artifacts
-from videoclf.search.tuner import make_tuner
+from videoclf.search.select import Candidate, baseline_candidate, select, trial_candidate
+from videoclf.search.tuner import direction, make_tuner
 from videoclf.tracking import FINISHED_TAG, NullTracker, SearchTracker
 
 
@@ -109,20 +111,41 @@ def _recipe(config: Config, name: str, data: PreparedData, weights: WeightsSourc
     best = _winner(tuner, config, tracker.search_id)
     trials = report.trials_table(tuner.oracle)
     report.print_trials(config, data, best, trials)
-    final = refit_winner(config, tuner.hypermodel, best, data)
+    best_final = refit_winner(config, tuner.hypermodel, best, data)
     baselines = run_baselines(config.tuning.baselines, data.folds, data.train, data.test, data.vocabulary.classes,
                               config.sampling.max_seq_length, config.training.seed)
+    selection = select(config.tuning.select, _candidates(tuner, baselines, config), data.train.labels,
+                       direction(config.tuning.objective) == "max")
+    print(f"\nregistering ({config.tuning.select}): {selection.describe()}: {selection.reason}", flush=True)
+    final = compose(config, tuner.hypermodel, selection, best_final, tuner.oracle.trials, baselines, data)
     outcome = report.Outcome(name, best, trials, data, final, baselines, hyperparameter_importance(trials))
     report.print_outcome(outcome)
     with writing_artifacts(tracker):
         report.log_report(tracker, config, outcome)
-        registration = publish(config, tracker, final.ensemble, best, data, final, weights) if register_model else None
+        registration = publish(config, tracker, best, data, final, weights) if register_model else None
     report.log_registration(tracker, outcome, registration)
     if isinstance(tracker, SearchTracker):
         _print_summary(config, tracker, data, final, registration)
     return SearchResult(tracker.search_id, tracker.parent_run_id, dict(best.hyperparameters.values), float(best.score),
                         final.registered, baselines, final, registration, trials, dict(tuner.trial_seconds),
                         tuner.tracking_seconds)
+
+
+def _candidates(tuner, baselines: list[BaselineResult], config: Config) -> list[Candidate]:
+    """Every completed trial (its out-of-fold predictions read from its trial directory, where any worker wrote
+    them) and, under an accuracy objective, every baseline."""
+    out = []
+    for trial in tuner.oracle.trials.values():
+        if str(trial.status) != "COMPLETED" or trial.score is None:
+            continue
+        stored = Path(tuner.get_trial_dir(trial.trial_id)) / OUT_OF_FOLD_FILE
+        out_of_fold = OutOfFold.load(stored) if stored.exists() else None
+        weights = (int(trial.metrics.get_last_value("n_weights")) if trial.metrics.exists("n_weights")
+                   else int(tuner.hypermodel.build(trial.hyperparameters).count_params()))
+        out.append(trial_candidate(trial, report.score_error(trial), out_of_fold, weights))
+    if config.tuning.objective == "val_accuracy":
+        out += [baseline_candidate(b) for b in baselines]
+    return out
 
 
 def _setup_record(config: Config, data: PreparedData, weights: WeightsSource) -> dict:
@@ -139,7 +162,8 @@ def _run_trials(config: Config, data: PreparedData, tracker):
     import keras
 
     keras.utils.set_random_seed(config.training.seed)
-    tuner = make_tuner(config, hypermodel_for(config, data), data.folds, tracker, tracker.search_id)
+    tuner = make_tuner(config, hypermodel_for(config, data), data.folds, tracker, tracker.search_id,
+                       data.vocabulary.classes)
     with writing_to(f"the tuner directory {config.tuning.directory}", "make room there, or set tuning.directory "
                     "to another folder (e.g. --set tuning.directory=/scratch/tuner)"):
         _search(tuner, config, tracker.search_id)

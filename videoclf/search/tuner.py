@@ -10,13 +10,14 @@ MLflow client does not belong in a copy.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import keras
 import keras_tuner as kt
 
 from videoclf.config import Config
 from videoclf.dataset import Fold
-from videoclf.search.crossval import cross_validate
+from videoclf.search.crossval import OUT_OF_FOLD_FILE, OUT_OF_FOLD_TABLE, cross_validate
 from videoclf.tracking import NullTracker, SearchTracker
 
 
@@ -24,9 +25,11 @@ class CrossValidatedTuner:
     """Scores each trial by :func:`cross_validate` over ``folds``; logs it to MLflow and prints one line."""
 
     def __init__(self, *, folds: list[Fold], epochs: int, patience: int | None, trial_seed: int, executions: int,
-                 tracker: SearchTracker | NullTracker, max_trials_hint: int = 0, **kwargs):
+                 tracker: SearchTracker | NullTracker, max_trials_hint: int = 0, classes: tuple[str, ...] = (),
+                 **kwargs):
         super().__init__(**kwargs)
         self.folds = folds
+        self.classes = classes
         self.epochs = epochs
         self.patience = patience
         self.trial_seed = trial_seed
@@ -50,14 +53,32 @@ class CrossValidatedTuner:
 
     def run_trial(self, trial, *args, **kwargs):
         hp = trial.hyperparameters
+        built = []
+
+        def build():
+            built.append(self.hypermodel.build(hp))
+            return built[-1]
+
         result = cross_validate(
-            lambda: self.hypermodel.build(hp),
+            build,
             lambda model, fold, **fit_kwargs: self.hypermodel.fit(hp, model, fold.train, fold.validation,
                                                                    **fit_kwargs),
             self.folds, epochs=int(hp.values.get("tuner/epochs", self.epochs)), objective=self.oracle.objective.name,
-            seed=self.trial_seed, executions=self.executions, callbacks=self._callbacks)
+            seed=self.trial_seed, executions=self.executions, callbacks=self._callbacks,
+            validation_inputs=lambda fold: self.hypermodel.validation_inputs(hp, fold.validation))
         self._track(self.tracker.trial_curves, trial.trial_id, result.curves, result.fold_scores)
-        return result.metrics()
+        self._keep_out_of_fold(trial.trial_id, result.out_of_fold)
+        return {**result.metrics(), "n_weights": float(built[0].count_params())}
+
+    def _keep_out_of_fold(self, trial_id: str, out_of_fold) -> None:
+        """The trial's out-of-fold probabilities: in its trial directory (the chief's selection reads them there,
+        whichever worker ran it) and as a table on its MLflow run."""
+        folder = Path(self.get_trial_dir(trial_id))
+        folder.mkdir(parents=True, exist_ok=True)
+        out_of_fold.save(folder / OUT_OF_FOLD_FILE)
+        table = folder / OUT_OF_FOLD_TABLE
+        out_of_fold.table(self.folds, self.classes).to_csv(table, index=False)
+        self._track(self.tracker.trial_file, trial_id, table)
 
     def on_trial_begin(self, trial):
         self._trial_clock = time.perf_counter()  # trial time includes its tracking
@@ -153,14 +174,14 @@ def _print_trial(trial, oracle, seconds: float, max_trials: int) -> None:
 
 
 def make_tuner(config: Config, hypermodel: kt.HyperModel, folds: list[Fold], tracker: SearchTracker | NullTracker,
-               project_name: str):
+               project_name: str, classes: tuple[str, ...] = ()):
     """The configured tuner type over ``folds``."""
     tuning, training = config.tuning, config.training
     common = dict(hypermodel=hypermodel, objective=kt.Objective(tuning.objective, direction=direction(tuning.objective)),
                   seed=tuning.seed, directory=str(tuning.directory), project_name=project_name,
                   overwrite=tuning.overwrite, folds=folds, epochs=training.epochs, trial_seed=training.seed,
                   patience=training.early_stopping_patience, executions=tuning.executions_per_trial,
-                  tracker=tracker)
+                  tracker=tracker, classes=tuple(classes))
     if tuning.tuner == "hyperband":
         return TrackedHyperband(max_epochs=training.epochs, factor=3, **common)
     if tuning.tuner == "random":
