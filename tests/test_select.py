@@ -142,11 +142,15 @@ def test_every_candidate_keeps_out_of_fold_predictions_and_mixed_models_predict_
                    int(result.best_hyperparameters["seq_length"]), best.best_trial.probabilities)
     mixed = [trial] + [Member(name, 0.25, b.model, b.stream, b.seq_length, b.test_probabilities)
                        for name, b in by_name.items()]
-    with mlflow.start_run():
-        info = log_members(config, resolve_weights(config.extractor), mixed, tuple(classes))
-    model = mlflow.pyfunc.load_model(info.model_uri)
-    served = model.unwrap_python_model()
-    assert served.settings.stream == "appearance+motion" and len(served.members) == 3
     expected = sum(m.weight * np.asarray(m.test_probabilities) for m in mixed)
-    np.testing.assert_allclose(model.predict(pd.DataFrame({"video_path": videos}))[classes].to_numpy(), expected,
-                               atol=5e-3)
+    # LiteRT on this CPU, and the Keras models (what a GPU runs)
+    for runtime in ("auto", "tensorflow"):
+        logged = config.model_copy(update={"extractor": config.extractor.model_copy(update={"runtime": runtime})})
+        with mlflow.start_run():
+            info = log_members(logged, resolve_weights(config.extractor), mixed, tuple(classes))
+        model = mlflow.pyfunc.load_model(info.model_uri)
+        served = model.unwrap_python_model()
+        assert served.settings.stream == "appearance+motion" and len(served.members) == 3
+        assert [m.kind for m in served.settings.members] == ["keras", "linear", "linear"]
+        np.testing.assert_allclose(model.predict(pd.DataFrame({"video_path": videos}))[classes].to_numpy(),
+                                   expected, atol=5e-3)

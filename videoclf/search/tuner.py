@@ -53,11 +53,12 @@ class CrossValidatedTuner:
 
     def run_trial(self, trial, *args, **kwargs):
         hp = trial.hyperparameters
-        built = []
+        weights = []
 
         def build():
-            built.append(self.hypermodel.build(hp))
-            return built[-1]
+            model = self.hypermodel.build(hp)
+            weights[:] = [model.count_params()]
+            return model
 
         result = cross_validate(
             build,
@@ -68,7 +69,7 @@ class CrossValidatedTuner:
             validation_inputs=lambda fold: self.hypermodel.validation_inputs(hp, fold.validation))
         self._track(self.tracker.trial_curves, trial.trial_id, result.curves, result.fold_scores)
         self._keep_out_of_fold(trial.trial_id, result.out_of_fold)
-        return {**result.metrics(), "n_weights": float(built[0].count_params())}
+        return {**result.metrics(), "n_weights": float(weights[0])}
 
     def _keep_out_of_fold(self, trial_id: str, out_of_fold) -> None:
         """The trial's out-of-fold probabilities: in its trial directory (the chief's selection reads them there,
