@@ -154,3 +154,25 @@ def test_every_candidate_keeps_out_of_fold_predictions_and_mixed_models_predict_
         assert [m.kind for m in served.settings.members] == ["keras", "linear", "linear"]
         np.testing.assert_allclose(model.predict(pd.DataFrame({"video_path": videos}))[classes].to_numpy(),
                                    expected, atol=5e-3)
+
+
+def test_the_report_says_when_validation_and_test_disagree_and_what_a_registered_baseline_is():
+    from types import SimpleNamespace
+
+    from videoclf.search.report import disagreement, verdict
+    from videoclf.search.select import Selection
+
+    held_back = SimpleNamespace(accuracy=0.489, interval=(0.422, 0.561))  # issue 29's winner on new footage
+    warning = disagreement(0.606, held_back, "the CSV's group column")
+    assert warning.startswith("WARNING: validation and test disagree") and "0.606" in warning
+    assert "'group' column" in warning and "tuning.select: one_se" in warning
+    assert disagreement(0.55, held_back, "x") is None  # within the test interval: chance explains it
+
+    baseline = _candidate("step_stats_logreg", 0.583, 0.060, "linear", 40, kind="baseline")
+    final = SimpleNamespace(selection=Selection("one_se", ((baseline, 1.0),), 0.583, 0.060, "why"),
+                            registered=SimpleNamespace(accuracy=0.633), best_trial=SimpleNamespace(accuracy=0.489))
+    best_trial = SimpleNamespace(trial_id="07", score=0.606, metrics=SimpleNamespace(
+        exists=lambda name: name == "score_se", get_last_value=lambda name: 0.059))
+    said = verdict(0.583, final, [], 0.060, best_trial=best_trial)
+    assert said.startswith("registered the") and "(rule one_se)" in said and "best trial 07" in said
+    assert "0.606 ± 0.059 vs 0.583 ± 0.060" in said and "test 0.489 vs 0.633" in said

@@ -164,6 +164,8 @@ def test_a_truncated_tracking_store_is_one_clear_error(searched, tmp_path):
     (float("inf"), None, "--window must be a finite number"),
     (2, 0, "--stride must be a finite number of seconds greater than 0. Received: 0"),
     (None, 1, "--stride was given without --window"),
+    (float("nan"), None, "--window must be a finite number of seconds greater than 0. Received: nan"),
+    (2, float("nan"), "--stride must be a finite number of seconds greater than 0. Received: nan"),
 ])
 def test_bad_window_settings_are_refused_before_anything_runs(window, stride, message):
     from videoclf.errors import VideoclfError
@@ -188,7 +190,8 @@ def test_bad_windows_in_pyfunc_columns_are_row_errors_and_in_params_refuse_the_r
     assert f"{STRIDE_COLUMN} {WITHOUT_WINDOW} {WINDOW_COLUMN}" in errors[3]
     assert errors[4] is None and table.predicted_label.notna().tolist() == [False] * 4 + [True]
     for params, message in (({"window_seconds": 0.0}, "params: window_seconds must be"),
-                            ({"stride_seconds": 1.0}, "params: stride_seconds was given without")):
+                            ({"stride_seconds": 1.0}, "params: stride_seconds was given without"),
+                            ({"window_seconds": float("nan")}, "params: window_seconds must be .* Received: nan")):
         with pytest.raises(RequestError, match=message):
             model.predict(pd.DataFrame({"video_path": [video]}), params=params)
 

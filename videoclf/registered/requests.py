@@ -174,11 +174,14 @@ WITHOUT_WINDOW = "was given without"  # a stride needs a window
 
 
 def window_setting(window: Any, stride: Any, window_name: str = WINDOW_COLUMN,
-                   stride_name: str = STRIDE_COLUMN) -> tuple[float, float] | None:
-    """``(window, stride)`` seconds, or None for the whole video (no window). Missing values are None or NaN
-    (JSON null); a window must be a finite number of seconds > 0, and so must a stride, which defaults to the window
-    and needs one. Raises ValueError naming the setting otherwise: one rule for the CLI, params, columns and HTTP."""
-    window, stride = _seconds(window, window_name), _seconds(stride, stride_name)
+                   stride_name: str = STRIDE_COLUMN, nan_is_missing: bool = True) -> tuple[float, float] | None:
+    """``(window, stride)`` seconds, or None for the whole video (no window). Missing values are None, and NaN where
+    it stands for JSON null (a table's empty cell; ``nan_is_missing=False`` where a person typed the number: the
+    command line, params); a window must be a finite number of seconds > 0, and so must a stride, which defaults to
+    the window and needs one. Raises ValueError naming the setting otherwise: one rule for the CLI, params, columns
+    and HTTP."""
+    window = _seconds(window, window_name, nan_is_missing)
+    stride = _seconds(stride, stride_name, nan_is_missing)
     if window is None:
         if stride is not None:
             raise ValueError(f"{stride_name} {WITHOUT_WINDOW} {window_name}: set a window too, or leave the "
@@ -187,8 +190,8 @@ def window_setting(window: Any, stride: Any, window_name: str = WINDOW_COLUMN,
     return window, window if stride is None else stride
 
 
-def _seconds(value: Any, name: str) -> float | None:
-    if _missing(value):
+def _seconds(value: Any, name: str, nan_is_missing: bool = True) -> float | None:
+    if value is None or (nan_is_missing and _missing(value)):
         return None
     try:
         if isinstance(value, bool):
@@ -207,7 +210,7 @@ def window_requests(model_input: Any, params: dict | None, count: int) -> list[t
     ``params`` holds for every row: the request is refused (RequestError)."""
     params = params or {}
     try:
-        default = window_setting(params.get(WINDOW_COLUMN), params.get(STRIDE_COLUMN))
+        default = window_setting(params.get(WINDOW_COLUMN), params.get(STRIDE_COLUMN), nan_is_missing=False)
     except ValueError as exc:
         raise RequestError(f"params: {exc}") from None
     columns = model_input.columns if isinstance(model_input, pd.DataFrame) else ()

@@ -102,7 +102,7 @@ def predict_videos(paths: list[str], model_uri: str, gif: Path | None = None, cs
         if target is not None and not Path(target).parent.is_dir():
             raise VideoclfError(f"Output folder {Path(target).parent} does not exist; create it or choose another path.")
     try:
-        span = window_setting(window, stride, "--window", "--stride")
+        span = window_setting(window, stride, "--window", "--stride", nan_is_missing=False)
     except ValueError as exc:
         raise VideoclfError(str(exc)) from None
     model = load_video_model(model_uri)
