@@ -10,7 +10,6 @@ from videoclf.features.backbones import WeightsSource
 from videoclf.dataset import SplitData
 from videoclf.registered.registry import Registration
 from videoclf.search.final import FinalModels
-from videoclf.search.select import select, trial_candidate
 from videoclf.search.prepare import PreparedData
 from videoclf.search.tuner import direction
 from videoclf.tracking import SearchTracker
@@ -36,14 +35,14 @@ def training_clips(config: Config, train: SplitData, sample: int = 20) -> dict |
             "max_seconds": longest / fps}
 
 
-def publish(config: Config, tracker: SearchTracker, best, data: PreparedData, final: FinalModels,
+def publish(config: Config, tracker: SearchTracker, data: PreparedData, final: FinalModels,
             weights: WeightsSource) -> Registration:
     """Logs the registered model (the selection's members) to the parent run and registers it (once per
     selection of a search)."""
     from videoclf.registered.registry import existing_version, register
     from videoclf.registered.writer import log_members
 
-    selection = final.selection or select("best", [trial_candidate(best, 0.0, None, 0)], data.train.labels)
+    selection = final.selection
     single = selection.single
     trial_run = tracker.trial_run_id(single.key) if single is not None and single.kind == "trial" else None
     tags = {"search_id": tracker.search_id, "trial_id": selection.key, "run_id": tracker.parent_run_id,
@@ -73,16 +72,13 @@ def version_description(config: Config, data: PreparedData, final: FinalModels) 
         what = f"{member.name}{seeds}, reading {member.stream}"
     else:
         what = "the weighted mean of " + ", ".join(f"{m.name} ({m.weight:.2f}, {m.stream})" for m in final.members)
-    rule = f"Rule `{selection.rule}`: {selection.reason}. " if selection else ""
+    rule = f"Rule `{selection.rule}`: {selection.reason}."
     text = (f"{what[0].upper()}{what[1:]}, trained on the {len(data.train)} training videos of {config.data.root} "
             f"({len(data.vocabulary.classes)} classes: {', '.join(data.vocabulary.classes)}). Selected by "
-            f"{data.protocol} ({config.tuning.objective} {final_score(final):.3f}); test accuracy "
+            f"{data.protocol} ({config.tuning.objective} {selection.score:.3f}); test accuracy "
             f"{final.registered.accuracy:.3f} [95% CI {low:.3f}, {high:.3f}] on {len(data.test)} videos. {rule}")
     return text.strip()
 
-
-def final_score(final: FinalModels) -> float:
-    return final.selection.score if final.selection else float("nan")
 
 
 def writing_artifacts(tracker: SearchTracker):

@@ -122,7 +122,7 @@ def _recipe(config: Config, name: str, data: PreparedData, weights: WeightsSourc
     report.print_outcome(outcome)
     with writing_artifacts(tracker):
         report.log_report(tracker, config, outcome)
-        registration = publish(config, tracker, best, data, final, weights) if register_model else None
+        registration = publish(config, tracker, data, final, weights) if register_model else None
     report.log_registration(tracker, outcome, registration)
     if isinstance(tracker, SearchTracker):
         _print_summary(config, tracker, data, final, registration)
