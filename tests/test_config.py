@@ -102,8 +102,9 @@ def test_photo_motion_config_generates_its_data_and_searches_every_family():
 def test_motion_streams_and_baseline_need_the_motion_stream():
     with pytest.raises(ConfigError, match=r"motion.enabled: true for search.streams 'motion'"):
         load_config(defaults_only=True, overrides=["search.streams=[appearance, motion]"])
-    with pytest.raises(ConfigError, match="motion_logreg"):
+    with pytest.raises(ConfigError, match="motion_logreg") as refused:
         load_config(defaults_only=True, overrides=["tuning.baselines=[motion_logreg]"])
+    assert len(str(refused.value).splitlines()) == 2 and "received {" not in str(refused.value)  # not the config
     config = load_config(REPO / "experiments/demo.yaml")  # the shipped configs let the search find motion
     assert config.motion.enabled and "appearance+motion" in config.search.streams
     assert any(t.get("streams") == "motion" for t in config.tuning.first_trials)

@@ -402,6 +402,8 @@ def _describe(error: ValidationError, source: str) -> str:
         key = ".".join(str(p) for p in item["loc"]) or "(top level)"
         if item["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key (check its spelling against experiments/demo.yaml)")
+        elif isinstance(item.get("input"), dict):  # a rule across keys: the section itself is no help to print
+            lines.append(f"  {key}: {item['msg']}")
         else:
             lines.append(f"  {key}: {item['msg']} (received {item.get('input')!r})")
     return "\n".join(lines)
