@@ -16,7 +16,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from videoclf.registered.requests import POSITIVE_RULE, WITHOUT_WINDOW
+from videoclf.registered.requests import ALLOWED_ROOTS_ENV, POSITIVE_RULE, WITHOUT_WINDOW
 from videoclf.registered.server import NUMBER_OR_NULL
 from videoclf.registered.wire import STRIDE_COLUMN, WINDOW_COLUMN
 
@@ -229,6 +229,7 @@ def test_mlflow_models_serve_names_bad_bytes_and_missing_columns(searched, tmp_p
     """MLflow's own server (README offers it too): what the model sees there is answered as clearly."""
     port = free_port()
     env = cli_env(MLFLOW_TRACKING_URI=searched["uri"])
+    env.pop(ALLOWED_ROOTS_ENV, None)
     log = (tmp_path / "mlflow-serve.log").open("w")
     process = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", MODEL, "-p", str(port),
                                 "--env-manager", "local"], cwd=tmp_path, env=env, stdout=log,
@@ -242,6 +243,9 @@ def test_mlflow_models_serve_names_bad_bytes_and_missing_columns(searched, tmp_p
         status, answer = _post(url, {"dataframe_records": [{"path": "v.avi"}]})
         assert status == 400 and "stack_trace" not in answer
         assert "neither" in answer["message"] and "video_path" in answer["message"], answer
+        status, answer = _post(url, {"dataframe_records": [{"video_path": str(searched["videos"][0])}]})
+        refusal = answer["predictions"][0]["error"]  # advice this server can follow: it has no --allow-root
+        assert status == 200 and f"set {ALLOWED_ROOTS_ENV}=DIR" in refusal and "--allow-root" not in refusal
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)

@@ -124,8 +124,11 @@ def path_refusal(path: str, roots: list[Path] | None) -> str | None:
     if roots is None:
         return None
     if not roots:
-        return ("this server reads no paths (start it with --allow-root DIR to allow a folder); "
-                f"send the file's bytes in {BYTES_COLUMN} instead")
+        # `videoclf serve` always sets the variable (empty without --allow-root); MLflow's own server never does
+        how = ("start it with --allow-root DIR" if ALLOWED_ROOTS_ENV in os.environ else
+               f"set {ALLOWED_ROOTS_ENV}=DIR in its environment")
+        return (f"this server reads no paths ({how} to allow a folder); send the file's bytes in {BYTES_COLUMN} "
+                "instead")
     try:
         real = Path(os.path.realpath(path))
     except (OSError, ValueError) as exc:
