@@ -227,6 +227,9 @@ class SearchSpace(_Section):
         return self
 
 
+SelectionRule = Literal["best", "one_se", "ensemble"]  # videoclf.search.select
+
+
 class TuningConfig(_Section):
     """The KerasTuner search itself."""
 
@@ -238,7 +241,7 @@ class TuningConfig(_Section):
     final_seeds: int = Field(3, ge=1)
     # what is registered (videoclf.search.select): the best candidate, the simplest within one standard error
     # of the best (baselines included), or a greedy ensemble of trials and baselines
-    select: Literal["best", "one_se", "ensemble"] = "one_se"
+    select: SelectionRule = "one_se"
     baselines: list[Literal["pooled_logreg", "step_stats_logreg", "motion_logreg", "seed_gru"]] = [
         "pooled_logreg", "step_stats_logreg", "seed_gru"]
     directory: Path = Path("tuner_runs")

@@ -10,6 +10,7 @@ registered model beside it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +49,9 @@ class RefittedTrial:
     test_probabilities: np.ndarray
     stream: str
     seq_length: int
+
+    def member(self, name: str, weight: float) -> Member:
+        return Member(name, weight, self.ensemble, self.stream, self.seq_length, self.test_probabilities)
 
 
 @dataclass(frozen=True)
@@ -110,10 +114,8 @@ def refit_trial(config: Config, hypermodel: SequenceHyperModel, trial, data: Pre
 def refit_winner(config: Config, hypermodel: SequenceHyperModel, best, data: PreparedData) -> FinalModels:
     """The best trial refitted (the registered model before a selection is applied)."""
     refit = refit_trial(config, hypermodel, best, data)
-    member = Member(f"trial {best.trial_id}", 1.0, refit.ensemble, refit.stream, refit.seq_length,
-                    refit.test_probabilities)
     return FinalModels(refit.models, refit.evaluations, refit.ensemble, refit.ensemble_evaluation,
-                       members=(member,))
+                       members=(refit.member(f"trial {best.trial_id}", 1.0),))
 
 
 def compose(config: Config, hypermodel: SequenceHyperModel, selection: Selection, best_final: FinalModels,
@@ -126,16 +128,11 @@ def compose(config: Config, hypermodel: SequenceHyperModel, selection: Selection
             b = by_name[candidate.key]
             members.append(Member(candidate.name, weight, b.model, b.stream, b.seq_length, b.test_probabilities))
         elif candidate.name == best_final.members[0].name:
-            members.append(Member(candidate.name, weight, *_fields(best_final.members[0])))
+            members.append(dataclasses.replace(best_final.members[0], weight=weight))
         else:
-            refit = refit_trial(config, hypermodel, trials[candidate.key], data)
-            members.append(Member(candidate.name, weight, refit.ensemble, refit.stream, refit.seq_length,
-                                  refit.test_probabilities))
+            members.append(refit_trial(config, hypermodel, trials[candidate.key], data).member(candidate.name, weight))
     probabilities = sum(m.weight * np.asarray(m.test_probabilities, np.float64) for m in members)
     registered = evaluate_probabilities(probabilities, data.test.labels, data.vocabulary.classes)
     return FinalModels(best_final.models, best_final.evaluations, best_final.ensemble, best_final.ensemble_evaluation,
                        selection, tuple(members), registered)
 
-
-def _fields(member: Member) -> tuple:
-    return member.model, member.stream, member.seq_length, member.test_probabilities

@@ -20,13 +20,15 @@ a search made before they were kept) take part in ``best`` and ``one_se`` only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
 import numpy as np
 
+from videoclf.config import SelectionRule
 from videoclf.evaluation import standard_error
 from videoclf.search.crossval import OutOfFold
 
-RULES = ("best", "one_se", "ensemble")
+RULES = get_args(SelectionRule)  # the vocabulary is the config's (one place)
 SIMPLICITY = ("linear", "pooled", "tcn", "gru", "attention")  # simplest first; see the module's docstring
 ENSEMBLE_STEPS = 20  # greedy additions (with replacement): weights in twentieths
 
