@@ -95,9 +95,10 @@ def test_a_linear_head_round_trips_through_plain_arrays(tmp_path):
 @pytest.mark.slow
 def test_every_candidate_keeps_out_of_fold_predictions_and_mixed_models_predict_as_tested(
         tmp_path, make_config, tracking_uri, monkeypatch):
-    """A tiny search registering by ensemble selection: trials and baselines keep their out-of-fold predictions
-    (trial runs, the parent run); the registered model predicts the test videos as the job tested it; and a model
-    mixing a Keras trial with linear baselines on both streams predicts their weighted mean of probabilities."""
+    """A tiny search on two views of each video registering by ensemble selection: trials and baselines keep their
+    out-of-fold predictions (trial runs, the parent run); the registered model reads each view as the cache holds it
+    and predicts the test videos as the job tested it (the mean over views); and a model mixing a Keras trial with
+    linear baselines on both streams predicts their weighted mean of probabilities."""
     import mlflow
     import pandas as pd
     from mlflow.tracking import MlflowClient
@@ -108,6 +109,7 @@ def test_every_candidate_keeps_out_of_fold_predictions_and_mixed_models_predict_
     from videoclf.registered.writer import log_members
     from videoclf.search.final import Member
     from videoclf.search.run import run_search
+    from videoclf.streams import uses_appearance, uses_motion
 
     from conftest import TINY_SEARCH, trial_runs
 
@@ -115,7 +117,8 @@ def test_every_candidate_keeps_out_of_fold_predictions_and_mixed_models_predict_
     config = load_config(make_config({**TINY_SEARCH, "training.cv_folds": 3, "tuning.select": "ensemble",
                                       "motion.enabled": True, "tuning.max_trials": 2,
                                       "search.streams": ["appearance", "motion"],
-                                      "tuning.baselines": ["step_stats_logreg", "motion_logreg"]}))
+                                      "tuning.baselines": ["step_stats_logreg", "motion_logreg"],
+                                      "sampling.views": 2}))
     result = run_search(config, "picked", progress=False)
     client = MlflowClient()
     for run in trial_runs(client, result.search_id):
@@ -133,8 +136,19 @@ def test_every_candidate_keeps_out_of_fold_predictions_and_mixed_models_predict_
     videos = [str(config.data.root / key) for key in test.keys]
     registered = mlflow.pyfunc.load_model(f"models:/videoclf-test/{result.registration.version}")
     classes = list(registered.unwrap_python_model().classes)
+    stream = registered.unwrap_python_model().settings.stream
+    assert registered.unwrap_python_model().sampling.views == 2
+    for index, cached in enumerate(test.every_view()):
+        clips, errors = registered.unwrap_python_model().streams(videos, index)
+        assert not errors and len(test.every_view()) == 2
+        if uses_motion(stream):
+            np.testing.assert_allclose(clips.motion, cached.motion, atol=1e-4)
+        if uses_appearance(stream):
+            np.testing.assert_allclose(clips.features, cached.features.astype(np.float32), atol=0.05)
     answer = registered.predict(pd.DataFrame({"video_path": videos}))
     np.testing.assert_allclose(answer[classes].to_numpy(), result.evaluation.probabilities, atol=5e-3)
+    windows = registered.predict(pd.DataFrame({"video_path": videos[:1]}), params={"window_seconds": 100.0})
+    np.testing.assert_allclose(windows[classes].to_numpy()[-1], result.evaluation.probabilities[0], atol=5e-3)
 
     by_name = {b.name: b for b in result.baselines}
     best = result.final

@@ -109,8 +109,10 @@ def cmd_extract(args: argparse.Namespace) -> None:
         speed = f", {report.frames_per_second:.1f} frames/s" if report.extracted else ""
         part = f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard else ""
         motion = f"; motion stream: {report.motion_extracted} computed now" if config.motion.enabled else ""
-        print(f"{name}{part}: {report.requested - len(report.bad)}/{report.requested} videos cached "
-              f"({report.extracted} extracted now{speed}{motion}) in {report.cache_path}")
+        views = f" in {report.views} views each" if report.views > 1 else ""
+        print(f"{name}{part}: {report.requested - len(report.bad)}/{report.requested} videos cached{views} "
+              f"({report.extracted} extracted now{speed}{motion}) in {report.cache_path}"
+              f"{' and its views beside it' if views else ''}")
         if report.bad:
             print(f"  {len(report.bad)} bad videos skipped; reasons in {report.bad_report}")
 

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from videoclf.errors import ConfigError
+from videoclf.features.views import MAX_VIEWS
 
 DEFAULT_CONFIG = Path("experiments/demo.yaml")
 AUTO_CV_BELOW = 1000  # training videos under which `cv_folds: auto` cross-validates
@@ -90,6 +91,9 @@ class SamplingConfig(_Section):
     max_seq_length: int = Field(20, ge=1)
     image_size: int = Field(224, ge=32)
     crop: Literal["none", "center"] = "none"
+    # cached views per video (videoclf.features.views): training sees them all, test and prediction average over
+    # them; each view costs one more extraction and as much more training (README "Measured")
+    views: int = Field(1, ge=1, le=MAX_VIEWS)
 
 
 class ExtractorConfig(_Section):

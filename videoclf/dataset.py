@@ -4,7 +4,9 @@ Features come from the HDF5 cache, read only (the job extracts first, see
 ``features.extract.extract_split``); videos extraction skipped as undecodable
 are left out; labels go through a fixed vocabulary; the validation split is stratified by
 class and grouped by UCF101 group id so clips of one actor never sit on both
-sides.
+sides. With ``sampling.views``, a split also holds each further cached view of
+its videos (same rows): training reads every view, validation the plain one,
+and test predictions average over all (:meth:`SplitData.view_mean`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from videoclf.errors import CacheError, DataError
 from videoclf.features.cache import open_cache, open_motion_cache
 from videoclf.features.backbones import WeightsSource
 from videoclf.features.sample import derive_sequences
+from videoclf.features.views import views
 from videoclf.streams import stream_sequences
 
 
@@ -54,6 +57,7 @@ class SplitData:
     motion: np.ndarray | None = None  # (N, L, M) motion step descriptors, when the motion stream is on
     motion_valid: np.ndarray | None = None  # (N, L) which of those steps exist
     grouping: str = "UCF101 gNN in the video names"  # how ``groups`` were found (see dataset._groups)
+    views: tuple["SplitData", ...] = ()  # views 1 … of the same videos, row for row (videoclf.features.views)
     _by_length: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
     _inputs: dict[tuple[int, str], np.ndarray] = field(default_factory=dict, repr=False)
 
@@ -79,6 +83,25 @@ class SplitData:
                                                               self.motion, self.motion_valid)
         return self._inputs[(length, stream)]
 
+    def training_inputs(self, length: int, stream: str = "appearance") -> tuple[np.ndarray, np.ndarray]:
+        """``(inputs, labels)`` to train on: every view's inputs, one after the other (one view: :meth:`inputs`)."""
+        if not self.views:
+            return self.inputs(length, stream), self.labels
+        if (length, f"every view: {stream}") not in self._inputs:  # cut once per length, as inputs() are
+            self._inputs[(length, f"every view: {stream}")] = np.concatenate(
+                [v.inputs(length, stream) for v in self.every_view()])
+        return self._inputs[(length, f"every view: {stream}")], np.tile(self.labels, len(self.every_view()))
+
+    def every_view(self) -> list["SplitData"]:
+        """This split's plain view, then its further views."""
+        return [self, *self.views]
+
+    def view_mean(self, predict) -> np.ndarray:
+        """``predict(view)`` averaged over every view: a model's answer for the split's videos."""
+        if not self.views:
+            return np.asarray(predict(self))
+        return np.mean([np.asarray(predict(v), np.float64) for v in self.every_view()], axis=0).astype(np.float32)
+
     def subset(self, rows: np.ndarray) -> "SplitData":
         rows = np.asarray(rows)
 
@@ -87,7 +110,8 @@ class SplitData:
 
         return SplitData([self.keys[i] for i in rows], self.labels[rows], self.features[rows],
                          self.cached_frames[rows], [self.groups[i] for i in rows], f"{self.digest}:{len(rows)}",
-                         pick(self.n_frames), pick(self.motion), pick(self.motion_valid), self.grouping)
+                         pick(self.n_frames), pick(self.motion), pick(self.motion_valid), self.grouping,
+                         tuple(v.subset(rows) for v in self.views))
 
 
 def vocabulary_for(config: Config, train_tags: list[str]) -> Vocabulary:
@@ -106,24 +130,33 @@ def load_split(config: Config, split: str, weights: WeightsSource, vocabulary: V
         named_groups = [named_groups[i] for i in keep] if named_groups else None
     vocabulary = vocabulary or vocabulary_for(config, tags)
     labels = vocabulary.encode(tags, str(config.data.csv_path(split)))
-    cache, motion_cache = open_cache(config, weights), open_motion_cache(config)
-    bad = cache.bad_videos() | (motion_cache.bad_videos() if motion_cache else {})
+    every = views(config.sampling.views)
+    caches = [(open_cache(config, weights, view=v), open_motion_cache(config, view=v)) for v in every]
+    bad = {}
+    for each in (c for pair in caches for c in pair if c is not None):
+        bad |= each.bad_videos()
     usable = [i for i, v in enumerate(videos) if v.key not in bad]
-    for each in filter(None, (cache, motion_cache)):
+    for each in (c for pair in caches for c in pair if c is not None):
         missing = each.absent_or_stale([videos[i] for i in usable])  # checksums are verified by read() below
         if missing:
             raise CacheError(f"{plural(len(missing), 'video')} of the {split} split (e.g. {missing[0].key}) not in the "
                              f"feature cache {each.path}, or changed since. Run videoclf extract with the same "
                              "config first.")
-    _say_left_out(split, [bad[v.key] for v in videos if v.key in bad], cache.path / "bad_videos.csv")
+    _say_left_out(split, [bad[v.key] for v in videos if v.key in bad], caches[0][0].path / "bad_videos.csv")
     keys = [videos[i].key for i in usable]
-    features, mask, n_frames = cache.read(keys)  # every row verified (raises DamagedRows)
-    motion, motion_valid = motion_cache.read(keys)[:2] if motion_cache else (None, None)
     groups, grouping = _groups([videos[i].key for i in usable], [named_groups[i] for i in usable]
                                if named_groups else None)
-    digest = hashlib.sha256("\n".join(f"{k},{tags[i]}" for k, i in zip(keys, usable)).encode()).hexdigest()
-    return SplitData(keys, labels[usable], features, mask.sum(axis=1), groups, digest[:16], n_frames, motion,
-                     motion_valid, grouping), vocabulary
+    digest = hashlib.sha256("\n".join(f"{k},{tags[i]}" for k, i in zip(keys, usable)).encode()).hexdigest()[:16]
+
+    def read(cache, motion_cache) -> SplitData:
+        features, mask, n_frames = cache.read(keys)  # every row verified (raises DamagedRows)
+        motion, motion_valid = motion_cache.read(keys)[:2] if motion_cache else (None, None)
+        return SplitData(keys, labels[usable], features, mask.sum(axis=1), groups, digest, n_frames, motion,
+                         motion_valid, grouping)
+
+    plain, *others = [read(*pair) for pair in caches]
+    plain.views = tuple(others)
+    return plain, vocabulary
 
 
 def _groups(keys: list[str], named: list[str] | None) -> tuple[list[str], str]:

@@ -14,6 +14,10 @@ own parts, ``.lock.shard-I-of-N`` and ``bad_videos.shard-I-of-N.csv``, so N
 processes or machines fill one cache side by side; readers see the union of
 every file, nothing is copied between them.
 
+Each further view of ``sampling.views`` (videoclf.features.views) is a cache of
+its own, its recipe in the key and ``-v<k>`` in the folder's name; view 0 is
+the plain cache, unchanged.
+
 The motion stream (``motion.enabled``) is a cache of its own kind beside the
 appearance ones, ``features_cache/motion-<algorithm>-w<width>-L<len>-<hash>/``,
 keyed by what changes the flow descriptors (algorithm, preset, frame width,
@@ -57,6 +61,7 @@ from videoclf.errors import CacheError
 from videoclf.features.backbones import FEATURE_DIMS, WeightsSource
 from videoclf.features.motion import DESCRIPTOR_VERSION, descriptor_size
 from videoclf.features.sample import SAMPLING_RULE
+from videoclf.features.views import PLAIN, View
 from videoclf.versions import installed_versions
 
 SCHEMA_VERSION = 2  # 2: a per-row digest (files of 1 are read, checked by checksum and invariants)
@@ -114,11 +119,12 @@ class _Location:
 
 
 def cache_slug(key: dict) -> str:
-    """Folder name: readable prefix plus a hash of the full key."""
+    """Folder name: readable prefix plus a hash of the full key (``-v<k>`` for view k of ``sampling.views``)."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    view = f"-v{key['view']['index']}" if "view" in key else ""
     if key.get("stream") == "motion":
-        return f"motion-{key['algorithm']}-w{key['frame_width']}-L{key['max_seq_length']}-{digest}"
-    return f"{key['extractor']}-{key['image_size']}px-L{key['max_seq_length']}-{digest}"
+        return f"motion-{key['algorithm']}-w{key['frame_width']}-L{key['max_seq_length']}{view}-{digest}"
+    return f"{key['extractor']}-{key['image_size']}px-L{key['max_seq_length']}{view}-{digest}"
 
 
 class FeatureCache:
@@ -468,10 +474,11 @@ def _versions() -> dict[str, str]:
 MOTION_DTYPE = "float32"  # 36 numbers a step: small, and flow rates of 1e-3 frame widths need the digits
 
 
-def cache_key(config: Config, weights: WeightsSource) -> dict:
-    """Everything that changes the features, and nothing else (float32 keys are as before precision existed)."""
+def cache_key(config: Config, weights: WeightsSource, view: View = PLAIN) -> dict:
+    """Everything that changes the features, and nothing else (float32 keys are as before precision existed, the
+    plain view's as before views existed)."""
     precision = {"precision": config.extractor.precision} if config.extractor.precision != "float32" else {}
-    return {**precision,
+    return {**precision, **view.key(),
         "extractor": config.extractor.name,
         "weights": weights.kind,
         "weights_digest": weights.digest,
@@ -484,26 +491,28 @@ def cache_key(config: Config, weights: WeightsSource) -> dict:
     }
 
 
-def open_cache(config: Config, weights: WeightsSource, shard: tuple[int, int] | None = None) -> FeatureCache:
-    return FeatureCache(config.cache.dir, cache_key(config, weights), FEATURE_DIMS[config.extractor.name],
+def open_cache(config: Config, weights: WeightsSource, shard: tuple[int, int] | None = None,
+               view: View = PLAIN) -> FeatureCache:
+    return FeatureCache(config.cache.dir, cache_key(config, weights, view), FEATURE_DIMS[config.extractor.name],
                         config.cache.dtype, shard)
 
 
-def motion_cache_key(config: Config) -> dict:
+def motion_cache_key(config: Config, view: View = PLAIN) -> dict:
     """Everything that changes the motion stream, and nothing else (no extractor: turning motion on for an
     existing appearance cache runs no CNN, and changing the CNN keeps the motion stream)."""
     motion = config.motion
-    return {"stream": "motion", "algorithm": motion.algorithm,
+    return {**view.key(), "stream": "motion", "algorithm": motion.algorithm,
             **({"preset": motion.preset} if motion.algorithm == "dis" else {}),
             "frame_width": motion.frame_width, "grid": motion.grid, "descriptor_version": DESCRIPTOR_VERSION,
             "crop": config.sampling.crop, "sampling_rule": SAMPLING_RULE,
             "max_seq_length": config.sampling.max_seq_length, "dtype": MOTION_DTYPE}
 
 
-def open_motion_cache(config: Config, shard: tuple[int, int] | None = None) -> FeatureCache | None:
+def open_motion_cache(config: Config, shard: tuple[int, int] | None = None,
+                      view: View = PLAIN) -> FeatureCache | None:
     """The motion stream's cache, or None when ``motion.enabled`` is off."""
     if not config.motion.enabled:
         return None
-    return FeatureCache(config.cache.dir, motion_cache_key(config), descriptor_size(config.motion.grid),
+    return FeatureCache(config.cache.dir, motion_cache_key(config, view), descriptor_size(config.motion.grid),
                         MOTION_DTYPE, shard)
 

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from videoclf.errors import VideoError
-from videoclf.features.sample import uniform_indices
+from videoclf.features.views import PLAIN, View
 
 
 @dataclass(frozen=True)
@@ -112,10 +112,11 @@ class _Pass:
 
 
 def _sampled_pass(path: Path, wanted: np.ndarray, image_size: int, crop: str, motion=None,
-                  frames: bool = True) -> _Pass:
+                  frames: bool = True, view: View = PLAIN) -> _Pass:
     """One decode pass over every frame (grabbed, not converted); retrieves only the ``wanted`` frames and, with a
     ``motion`` describer (:class:`videoclf.features.motion.FlowDescriber`), each one's successor, whose flow from
-    the wanted frame is the step descriptor there. Memory is flat: one small grey frame waits for its successor."""
+    the wanted frame is the step descriptor there. Memory is flat: one small grey frame waits for its successor.
+    Every retrieved frame is framed as ``view`` shows it (videoclf.features.views) before anything else."""
     wanted_set = {int(i): slot for slot, i in enumerate(wanted)}
     out = _Pass([None] * len(wanted), np.zeros((len(wanted), motion.size), np.float32) if motion else None,
                 np.zeros(len(wanted), bool), 0, np.zeros(len(wanted), bool))
@@ -129,6 +130,7 @@ def _sampled_pass(path: Path, wanted: np.ndarray, image_size: int, crop: str, mo
                 ok, frame = capture.retrieve()
                 if not ok or frame is None:
                     break  # undecodable frame: treat as the end of the clip
+                frame = view.framed(frame)
                 grey = motion.grey(cropped(frame, crop)) if motion is not None else None
                 if waiting is not None:
                     out.motion[waiting[0]] = motion.describe(waiting[1], grey)
@@ -157,32 +159,34 @@ def _metadata(path: Path, default_fps: float = 25.0) -> tuple[int, float]:
     return count, fps if fps > 0 else default_fps
 
 
-def _two_passes(path: Path, plan, image_size: int, crop: str, motion, frames: bool):
+def _two_passes(path: Path, plan, image_size: int, crop: str, motion, frames: bool, view: View = PLAIN):
     """Decodes what ``plan(n_frames, fps)`` asks for, ``(wanted, anything)``; ``n_frames`` is the container's count,
     and when that was wrong (or absent) the file is decoded again with the count that really decoded."""
     guess, fps = _metadata(path)
     planned = plan(guess, fps) if guess > 0 else (np.arange(0), None)
-    found = _sampled_pass(path, planned[0], image_size, crop, motion, frames)
+    found = _sampled_pass(path, planned[0], image_size, crop, motion, frames, view)
     if found.decoded == 0:
         raise VideoError(f"{shown(path)}: no frame could be decoded (truncated or corrupt)")
     if found.decoded != guess:
         decoded = found.decoded
         planned = plan(decoded, fps)
-        found = _sampled_pass(path, planned[0], image_size, crop, motion, frames)
+        found = _sampled_pass(path, planned[0], image_size, crop, motion, frames, view)
         if found.decoded != decoded or not found.complete():
             raise VideoError(f"{shown(path)}: decoding is not repeatable ({decoded} then {found.decoded} frames)")
     return found, planned, fps
 
 
 def decode_sampled(path: str | Path, length: int, image_size: int, crop: str = "none", motion=None,
-                   frames: bool = True) -> DecodedClip:
+                   frames: bool = True, view: View = PLAIN) -> DecodedClip:
     """Decodes the ``length`` uniformly sampled frames of ``path`` (all, if the clip is shorter), and with a
-    ``motion`` describer their step descriptors; ``frames=False`` skips the pictures (motion only).
+    ``motion`` describer their step descriptors; ``frames=False`` skips the pictures (motion only). Another
+    ``view`` picks its own frames and frames them its own way (videoclf.features.views).
 
     Raises VideoError (with the reason) for missing, empty, unreadable or frameless files.
     """
     path = Path(path)
-    found, _, fps = _two_passes(path, lambda n, _: (uniform_indices(n, length), None), image_size, crop, motion, frames)
+    found, _, fps = _two_passes(path, lambda n, _: (view.indices(n, length), None), image_size, crop, motion, frames,
+                                view)
     return DecodedClip(np.stack(found.frames) if frames else None, found.decoded, fps, found.motion,
                        found.valid if motion is not None else None)
 
@@ -224,7 +228,7 @@ def window_spans(n_frames: int, window: int, stride: int) -> list[tuple[int, int
 
 
 def decode_windows(path: str | Path, window_seconds: float, stride_seconds: float, length: int, image_size: int,
-                   crop: str = "none", motion=None) -> list[ClipWindow]:
+                   crop: str = "none", motion=None, view: View = PLAIN) -> list[ClipWindow]:
     """Decodes each time window of ``path`` as a clip of its own (``length`` frames sampled uniformly inside it).
 
     One pass over the file whatever the number of windows (a second one only when the container's frame
@@ -238,10 +242,10 @@ def decode_windows(path: str | Path, window_seconds: float, stride_seconds: floa
     def plan(n_frames: int, fps: float):
         window, stride = max(1, round(window_seconds * fps)), max(1, round(stride_seconds * fps))
         spans = window_spans(n_frames, window, stride)
-        picks = [start + uniform_indices(end - start, length) for start, end in spans]
+        picks = [start + view.indices(end - start, length) for start, end in spans]
         return np.unique(np.concatenate(picks)), (spans, picks)
 
-    found, (wanted, (spans, picks)), fps = _two_passes(path, plan, image_size, crop, motion, True)
+    found, (wanted, (spans, picks)), fps = _two_passes(path, plan, image_size, crop, motion, True, view)
     slot = {int(index): position for position, index in enumerate(wanted)}
     out = []
     for (start, end), pick in zip(spans, picks):

@@ -34,6 +34,7 @@ from videoclf.features.encode import ClipEncoder, EncodedClip
 from videoclf.features.backbones import WeightsSource
 from videoclf.features.runtime import build_frame_model, choose_runtime, gpu_present, runtime_cache_dir
 from videoclf.features.motion import FlowDescriber
+from videoclf.features.views import PLAIN, View, views
 
 MOTION_COMMIT = 32  # motion rows committed together (motion alone runs no model batches)
 DECODE_LOOKAHEAD = 8  # videos decoded before the model needs them; bounds memory
@@ -53,6 +54,14 @@ class ExtractReport:
     model_build_seconds: float = 0.0
     bad: dict[str, str] = field(default_factory=dict)
     motion_extracted: int = 0
+    views: int = 1  # how many cached views of each video it filled (sampling.views)
+
+    def joined(self, other: "ExtractReport") -> "ExtractReport":
+        """This view's report and another view's of the same videos: their work added, their bad videos merged."""
+        return ExtractReport(self.cache_path, self.requested, self.bad_report, self.extracted + other.extracted,
+                             self.frames + other.frames, self.seconds + other.seconds,
+                             self.model_build_seconds + other.model_build_seconds, {**other.bad, **self.bad},
+                             self.motion_extracted + other.motion_extracted, self.views + other.views)
 
     @property
     def frames_per_second(self) -> float:
@@ -74,6 +83,7 @@ class _Job:
     video: VideoRef
     frames: bool
     motion: bool
+    view: View = PLAIN
 
 
 def _decode(job: _Job, config: Config) -> DecodedClip | VideoError:
@@ -81,7 +91,7 @@ def _decode(job: _Job, config: Config) -> DecodedClip | VideoError:
     try:
         return decode_sampled(video.path, config.sampling.max_seq_length, config.sampling.image_size,
                               config.sampling.crop, FlowDescriber.from_config(config.motion) if job.motion else None,
-                              frames=job.frames)
+                              frames=job.frames, view=job.view)
     except VideoError as exc:
         return exc
     except Exception as exc:  # noqa: BLE001 - a decoder crash on one file must not stop the run
@@ -119,12 +129,47 @@ def extract_videos(config: Config, videos: list[VideoRef], weights: WeightsSourc
     the CNN never runs for it. ``verify`` reads and checks every cached row (``tune`` checks them while loading
     instead, and names the damaged ones in ``again``, extracted in every stream whatever the cache says). Bad
     videos are listed in ``bad_videos.csv`` and skipped; raises DataError
-    only when no video is usable or more than ``cache.max_bad_fraction`` are bad.
+    only when no video is usable or more than ``cache.max_bad_fraction`` are bad. Each view of
+    ``sampling.views`` is filled in turn, into its own caches.
     """
     if shard:
         videos = [v for v in videos if in_shard(v.key, shard)]
-    cache = open_cache(config, weights, shard)
-    motion_cache = open_motion_cache(config, shard)
+    model = _FrameModel(config, weights)
+    reports = [_extract_view(config, videos, model, progress, shard, verify, again, each)
+               for each in views(config.sampling.views)]
+    report = reports[0]
+    for other in reports[1:]:
+        report = report.joined(other)
+    usable = len(videos) - len(report.bad)
+    if videos and (usable == 0 or len(report.bad) / len(videos) > config.cache.max_bad_fraction):
+        raise DataError(
+            f"{len(report.bad)} of {len(videos)} videos could not be decoded (limit: "
+            f"cache.max_bad_fraction={config.cache.max_bad_fraction}). Reasons are listed in {report.bad_report}."
+        )
+    return report
+
+
+class _FrameModel:
+    """The frame extractor, built when a first video needs it and shared by every view of one run."""
+
+    def __init__(self, config: Config, weights: WeightsSource):
+        self.config, self.weights, self.model = config, weights, None
+
+    def get(self, report: ExtractReport):
+        if self.model is None:
+            built = time.perf_counter()
+            self.model = build_frame_model(self.config.extractor, self.config.sampling, self.weights,
+                                           runtime_cache_dir())
+            report.model_build_seconds = time.perf_counter() - built
+        return self.model
+
+
+def _extract_view(config: Config, videos: list[VideoRef], frame_model: _FrameModel, progress: bool,
+                  shard: tuple[int, int] | None, verify: bool, again: frozenset[str], view: View) -> ExtractReport:
+    """One view's caches filled (every stream), as :func:`extract_videos` describes."""
+    weights = frame_model.weights
+    cache = open_cache(config, weights, shard, view)
+    motion_cache = open_motion_cache(config, shard, view)
     caches = [c for c in (cache, motion_cache) if c is not None]
     report = ExtractReport(cache.path, len(videos), cache.report)
     with contextlib.ExitStack() as held:
@@ -133,11 +178,11 @@ def extract_videos(config: Config, videos: list[VideoRef], weights: WeightsSourc
             each.clear_stale_temporaries()
         todo = {v.key for v in cache.missing(videos, verify)} | set(again)
         motion_todo = {v.key for v in motion_cache.missing(videos, verify)} | set(again) if motion_cache else set()
-        jobs = [_Job(v, v.key in todo, v.key in motion_todo) for v in videos if v.key in todo | motion_todo]
+        jobs = [_Job(v, v.key in todo, v.key in motion_todo, view) for v in videos if v.key in todo | motion_todo]
         try:
             if jobs:
                 _check_space(cache, len(todo))
-                _run(config, weights, cache, motion_cache, jobs, report, progress)
+                _run(config, frame_model, cache, motion_cache, jobs, report, progress)
             for each in caches:
                 each.compact()  # also merges parts an earlier run left when its merge failed
                 each.write_bad_report(videos, report.bad)
@@ -147,12 +192,6 @@ def extract_videos(config: Config, videos: list[VideoRef], weights: WeightsSourc
                              f"rest of the work needs about {_megabytes(_space_needed(cache, left))} MB (parts, "
                              f"then their merge into {cache.consolidated.name}); "
                              f"{_megabytes(_free_bytes(cache.path))} MB are free there now.") from None
-    usable = len(videos) - len(report.bad)
-    if videos and (usable == 0 or len(report.bad) / len(videos) > config.cache.max_bad_fraction):
-        raise DataError(
-            f"{len(report.bad)} of {len(videos)} videos could not be decoded (limit: "
-            f"cache.max_bad_fraction={config.cache.max_bad_fraction}). Reasons are listed in {cache.report}."
-        )
     return report
 
 
@@ -208,7 +247,7 @@ class _MotionCommitter:
             self.waiting = []
 
 
-def _run(config, weights, cache, motion_cache, jobs: list[_Job], report, progress) -> None:
+def _run(config, frame_model: _FrameModel, cache, motion_cache, jobs: list[_Job], report, progress) -> None:
     """Decode → model → commit. Where the model runs on the CPU, decoding and the model take turns, each on
     all cores (a chunk of ``DECODE_LOOKAHEAD`` videos decoded in parallel, then their frames through the
     model): side by side, the decode thread would take a core from the model's threads, which then wait on
@@ -248,12 +287,9 @@ def _run(config, weights, cache, motion_cache, jobs: list[_Job], report, progres
                     bar.update(1)
                     continue
                 if committer is None:
-                    built = time.perf_counter()
                     # a first LiteRT run converts (int8: calibrates) the extractor: seconds with no video done
                     bar.set_postfix_str("preparing the extractor", refresh=True)
-                    model = build_frame_model(config.extractor, config.sampling, weights, runtime_cache_dir())
-                    report.model_build_seconds = time.perf_counter() - built
-                    committer = _Committer(model, cache, report, bar)
+                    committer = _Committer(frame_model.get(report), cache, report, bar)
                 committer.add(job.video, result)
                 elapsed = time.perf_counter() - started
                 bar.set_postfix(frames_s=f"{report.frames / elapsed:.1f}" if elapsed else "-", refresh=False)
@@ -267,6 +303,8 @@ def _run(config, weights, cache, motion_cache, jobs: list[_Job], report, progres
 
 
 def _streams_label(jobs: list[_Job], config: Config) -> str:
-    """What the bar extracts: the CNN's name, ``+ motion``, or ``motion`` alone."""
+    """What the bar extracts: the CNN's name, ``+ motion``, or ``motion`` alone; and which view, when several."""
     frames, motion = any(j.frames for j in jobs), any(j.motion for j in jobs)
-    return " + ".join(([config.extractor.name] if frames else []) + (["motion"] if motion else []))
+    label = " + ".join(([config.extractor.name] if frames else []) + (["motion"] if motion else []))
+    count = config.sampling.views
+    return f"{label}, view {jobs[0].view.index + 1}/{count}" if count > 1 and jobs else label

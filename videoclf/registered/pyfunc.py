@@ -1,7 +1,8 @@
 """The registered model at work: decode → sample → extract → sequence model, with its training-time settings.
 
 It loads in a fresh process, offline, from any working directory, without the feature
-cache; rows are parsed and policed by ``videoclf.registered.requests``.
+cache; rows are parsed and policed by ``videoclf.registered.requests``. A model trained on
+several views of each video (``sampling.views``) answers with the mean over the same views.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from videoclf.registered.wire import (
     WINDOW_END_COLUMN,
     WINDOW_START_COLUMN,
 )
+from videoclf.features.views import PLAIN, View, view, views
 from videoclf.streams import stream_sequences, uses_appearance, uses_motion
 
 LONG_VIDEO_FACTOR = 4  # warn when a video is this many times longer than the longest training clip
@@ -154,21 +156,22 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         return sum(weight * np.asarray(predict(clips), np.float64) for weight, predict in self.members
                    ).astype(np.float32)
 
-    def features(self, paths: list[str]) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    def features(self, paths: list[str], view_index: int = 0) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
         """Cache-equivalent features ``(N, L, D)`` and real-frame counts of video files; errors by row."""
-        clips, errors = self.streams(paths)
+        clips, errors = self.streams(paths, view_index)
         return clips.features, clips.stored, errors
 
-    def streams(self, paths: list[str]) -> tuple["_Clips", dict[int, str]]:
-        """Every stream the model reads, cache-equivalent, for video files (errors by row)."""
+    def streams(self, paths: list[str], view_index: int = 0) -> tuple["_Clips", dict[int, str]]:
+        """Every stream the model reads, cache-equivalent (the view ``view_index``'s), for video files (errors by
+        row)."""
         rows = [VideoRequest(str(p), path=str(p)) for p in paths]
         with video_files(rows) as files:
-            clips, errors, _ = self._decode_and_encode(files, {})
+            clips, errors, _ = self._decode_and_encode(files, {}, view(view_index))
         return clips, errors
 
-    def _decode_and_encode(self, files: list[str | None], errors: dict[int, str]):
-        """Decodes each file (rows already in ``errors`` are skipped) until the request's deadline, if any; the
-        frame model runs only when the sequence model reads appearance."""
+    def _decode_and_encode(self, files: list[str | None], errors: dict[int, str], shown: View = PLAIN):
+        """Decodes each file as ``shown`` shows it (rows already in ``errors`` are skipped) until the request's
+        deadline, if any; the frame model runs only when the sequence model reads appearance."""
         from videoclf.errors import VideoError
         from videoclf.features.decode import decode_sampled
 
@@ -184,7 +187,7 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
                 continue
             try:
                 clip = decode_sampled(file, self.sampling.max_seq_length, self.sampling.image_size, self.sampling.crop,
-                                      describer, frames=appearance)
+                                      describer, frames=appearance, view=shown)
             except VideoError as exc:
                 errors[row] = str(exc)
                 continue
@@ -232,13 +235,17 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         return table
 
     def _predict_chunk(self, rows: list[VideoRequest]) -> pd.DataFrame:
+        errors, every, lengths = {i: r.error for i, r in enumerate(rows) if r.error}, [], None
         with video_files(rows) as files:
-            clips, errors, lengths = self._decode_and_encode(files, {i: r.error for i, r in enumerate(rows) if r.error})
+            for shown in views(self.sampling.views):  # a row failing in any view fails
+                clips, errors, decoded = self._decode_and_encode(files, errors, shown)
+                every.append(clips)
+                lengths = lengths if lengths is not None else decoded
         errors = {i: name_sent_bytes(message, rows[i], files[i]) for i, message in errors.items()}
         probabilities = np.full((len(rows), len(self.classes)), np.nan, np.float32)
         good = [i for i in range(len(rows)) if i not in errors]
         if good:
-            probabilities[good] = self._probabilities(clips.rows(good))
+            probabilities[good] = _mean([self._probabilities(clips.rows(good)) for clips in every])
         warnings = {i: message for i in good if (message := self.length_warning(*lengths[i]))}
         return self._table([r.name for r in rows], probabilities, errors, warnings)
 
@@ -263,16 +270,32 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         from videoclf.features.decode import decode_windows
 
         error = row.error or (TIME_LIMIT_ERROR if past_deadline() else None)
+        every = []  # each view's windows (the same spans in every view)
         if error is None:
             with video_files([row]) as (file,):
-                try:
-                    spans = decode_windows(file, window, stride, self.sampling.max_seq_length,
-                                           self.sampling.image_size, self.sampling.crop, self._motion_describer())
-                except VideoError as exc:
-                    error = name_sent_bytes(str(exc), row, file)
+                for shown in views(self.sampling.views):
+                    try:
+                        every.append(decode_windows(file, window, stride, self.sampling.max_seq_length,
+                                                    self.sampling.image_size, self.sampling.crop,
+                                                    self._motion_describer(), shown))
+                    except VideoError as exc:
+                        error = name_sent_bytes(str(exc), row, file)
+                        break
         if error is not None:
             return _whole_video_row(self._table([row.name], np.full((1, len(self.classes)), np.nan, np.float32),
                                                 {0: error}))
+        spans = every[0]
+        probabilities = _mean([self._probabilities(self._window_clips(shown)) for shown in every])
+        probabilities = np.concatenate([probabilities, probabilities.mean(axis=0, keepdims=True)])
+        table = self._table([row.name] * len(probabilities), probabilities, {})
+        table.insert(1, KIND_COLUMN, ["window"] * len(spans) + ["video"])
+        table.insert(2, WINDOW_START_COLUMN, [w.start_seconds for w in spans] + [spans[0].start_seconds])
+        table.insert(3, WINDOW_END_COLUMN, [w.end_seconds for w in spans] + [spans[-1].end_seconds])
+        return table
+
+
+    def _window_clips(self, spans) -> "_Clips":
+        """One view's windows as cache-equivalent clips."""
         clips = _Clips.empty(len(spans), self.sampling.max_seq_length, self._feature_dim,
                              spans[0].motion.shape[-1] if spans[0].motion is not None else None)
         if uses_appearance(self.settings.stream):
@@ -281,13 +304,14 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
             clips.stored[:] = [len(w.frames) for w in spans]
         for index, span in enumerate(spans):
             clips.put_motion(index, span.motion, span.motion_valid)
-        probabilities = self._probabilities(clips)
-        probabilities = np.concatenate([probabilities, probabilities.mean(axis=0, keepdims=True)])
-        table = self._table([row.name] * len(probabilities), probabilities, {})
-        table.insert(1, KIND_COLUMN, ["window"] * len(spans) + ["video"])
-        table.insert(2, WINDOW_START_COLUMN, [w.start_seconds for w in spans] + [spans[0].start_seconds])
-        table.insert(3, WINDOW_END_COLUMN, [w.end_seconds for w in spans] + [spans[-1].end_seconds])
-        return table
+        return clips
+
+
+def _mean(per_view: list[np.ndarray]) -> np.ndarray:
+    """Probabilities averaged over views (one view: untouched)."""
+    if len(per_view) == 1:
+        return per_view[0]
+    return np.mean([np.asarray(p, np.float64) for p in per_view], axis=0).astype(np.float32)
 
 
 @dataclass

@@ -67,9 +67,16 @@ class BaselineResult:
 
 
 def summary_of(name: str, data: SplitData) -> np.ndarray:
+    """``name``'s summary of each video's plain view."""
     if name == "motion_statistics" and data.motion is None:
         raise DataError("The motion_logreg baseline needs the motion stream: set motion.enabled: true")
     return summarize(name, data.features, data.cached_frames, data.motion, data.motion_valid)
+
+
+def training_summaries(name: str, data: SplitData) -> tuple[np.ndarray, np.ndarray]:
+    """``(summaries, labels)`` of every view of ``data``'s videos: what a logistic regression trains on."""
+    every = data.every_view()
+    return (np.concatenate([summary_of(name, v) for v in every]), np.concatenate([v.labels for v in every]))
 
 
 def _logreg(c: float):
@@ -91,8 +98,8 @@ def logistic_regression(name: str, folds: list[Fold], train: SplitData, test: Sp
                         classes: tuple[str, ...], length: int) -> BaselineResult:
     """Picks C on the folds (mean validation accuracy), refits on all of ``train``, tests once."""
     summary = SUMMARY_OF[name]
-    fold_data = [(summary_of(summary, f.train), f.train.labels, summary_of(summary, f.validation),
-                  f.validation.labels) for f in folds]
+    fold_data = [(*training_summaries(summary, f.train), summary_of(summary, f.validation), f.validation.labels)
+                 for f in folds]
     fitted = {c: [_logreg(c).fit(x, y) for x, y, _, _ in fold_data] for c in LOGREG_C}
     folds_scores = {c: [float((m.predict(vx) == vy).mean()) for m, (_, _, vx, vy) in zip(models, fold_data)]
                     for c, models in fitted.items()}
@@ -100,9 +107,9 @@ def logistic_regression(name: str, folds: list[Fold], train: SplitData, test: Sp
     best_c = max(LOGREG_C, key=lambda c: (scores[c], -c))
     out_of_fold = OutOfFold.from_folds(folds, [_probabilities(m, vx, len(classes)).astype(np.float32)
                                                for m, (_, _, vx, _) in zip(fitted[best_c], fold_data)])
-    head = LinearHead.from_pipeline(summary, _logreg(best_c).fit(summary_of(summary, train), train.labels),
-                                    len(classes))
-    probabilities = head.probabilities(test.features, test.cached_frames, test.motion, test.motion_valid)
+    head = LinearHead.from_pipeline(summary, _logreg(best_c).fit(*training_summaries(summary, train)), len(classes))
+    probabilities = test.view_mean(lambda view: head.probabilities(view.features, view.cached_frames, view.motion,
+                                                                   view.motion_valid))
     return BaselineResult(name, scores[best_c], evaluate_probabilities(probabilities, test.labels, classes),
                           f"C={best_c}", standard_error(folds_scores[best_c]), out_of_fold, head, head.stream,
                           length, head.n_weights, probabilities)
@@ -121,7 +128,7 @@ def seed_gru(folds: list[Fold], train: SplitData, test: SplitData, classes: tupl
 
     def fit(model, data: SplitData, validation: SplitData | None = None, **kwargs):
         validation_data = (validation.sequences(length), validation.labels) if validation is not None else None
-        return fit_arrays(model, data.sequences(length), data.labels, batch_size=64, validation_data=validation_data,
+        return fit_arrays(model, *data.training_inputs(length), batch_size=64, validation_data=validation_data,
                           **kwargs)
 
     result = cross_validate(build, lambda model, fold, **kw: fit(model, fold.train, fold.validation, **kw), folds,
@@ -130,7 +137,7 @@ def seed_gru(folds: list[Fold], train: SplitData, test: SplitData, classes: tupl
     keras.utils.set_random_seed(seed)
     model = build()
     fit(model, train, epochs=result.best_epoch + 1, verbose=0)
-    probabilities = model.predict(test.sequences(length), verbose=0)
+    probabilities = test.view_mean(lambda view: model.predict(view.sequences(length), verbose=0))
     return BaselineResult("seed_gru", result.score, evaluate_probabilities(probabilities, test.labels, classes),
                           f"{result.best_epoch + 1} epochs", standard_error(result.fold_scores), result.out_of_fold,
                           model, "appearance", length, int(model.count_params()), probabilities)

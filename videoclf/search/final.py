@@ -96,17 +96,20 @@ def refit_trial(config: Config, hypermodel: SequenceHyperModel, trial, data: Pre
     epochs = (best_epoch_of(trial) or 0) + 1
     hp = trial.hyperparameters
     length, stream = int(hp.get("seq_length")), trial_stream(hp)
-    test_inputs = data.test.inputs(length, stream)
+
+    def on_test(model) -> np.ndarray:  # averaged over the test videos' views
+        return data.test.view_mean(lambda view: model.predict(view.inputs(length, stream), verbose=0))
+
     models, evaluations = [], []
     for seed in range(config.tuning.final_seeds):
         keras.utils.set_random_seed(config.training.seed + seed)
         model = hypermodel.build(hp)
         hypermodel.fit(hp, model, data.train, epochs=epochs, verbose=0)
-        probabilities = model.predict(test_inputs, verbose=0)
+        probabilities = on_test(model)
         models.append(model)
         evaluations.append(evaluate_probabilities(probabilities, data.test.labels, data.vocabulary.classes))
     ensemble = seed_ensemble(models)
-    probabilities = ensemble.predict(test_inputs, verbose=0)
+    probabilities = on_test(ensemble)
     together = evaluate_probabilities(probabilities, data.test.labels, data.vocabulary.classes)
     return RefittedTrial(models, evaluations, ensemble, together, probabilities, stream, length)
 

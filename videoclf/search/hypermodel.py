@@ -112,12 +112,13 @@ class SequenceHyperModel(kt.HyperModel):
                                     **self.declare(hp))
 
     def fit(self, hp: kt.HyperParameters, model, train: SplitData, validation: SplitData | None = None, **kwargs):
-        """Trains on ``train`` at the trial's sequence length (validating on ``validation`` when given)."""
+        """Trains on ``train`` (every view of it) at the trial's sequence length (validating on ``validation``'s
+        plain view when given)."""
         length, batch_size, stream = hp.get("seq_length"), hp.get("batch_size"), trial_stream(hp)
         validation_data = None if validation is None else (self.validation_inputs(hp, validation), validation.labels)
         # the validation split in one batch: one step an epoch instead of several (same accuracy; the loss equal
         # to float rounding)
-        return fit_arrays(model, train.inputs(length, stream), train.labels, batch_size=batch_size,
+        return fit_arrays(model, *train.training_inputs(length, stream), batch_size=batch_size,
                           validation_data=validation_data,
                           validation_batch_size=len(validation) if validation is not None else None, **kwargs)
 

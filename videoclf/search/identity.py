@@ -72,6 +72,8 @@ def search_id_for(config: Config, name: str) -> str:
     identity["extractor"].pop("runtime")  # the same features on either runtime
     if identity["extractor"]["precision"] == "float32":
         identity["extractor"].pop("precision")  # float32 searches keep the ids they had before precision existed
+    if identity["sampling"]["views"] == 1:
+        identity["sampling"].pop("views")  # searches of one view keep the ids they had before views existed
     if not config.motion.enabled:  # appearance-only searches keep the ids they had before the motion stream
         identity.pop("motion")
     if identity["search"]["streams"] == ["appearance"]:
