@@ -106,3 +106,46 @@ def test_chief_and_workers_log_to_a_tracking_server_on_postgres(tmp_path, make_c
     champion = client.get_model_version_by_alias("videoclf-test", "champion")
     assert [v.version for v in client.search_model_versions("name = 'videoclf-test'")] == [champion.version]
     assert (tmp_path / "artifacts").is_dir()  # the model went through the server's artifact proxy
+
+
+def test_a_worker_killed_mid_trial_and_never_restarted_does_not_stall_the_search(tmp_path, make_config,
+                                                                                 tracking_server):
+    """A chief and two workers started as README's cluster section says, logging to `mlflow server`; one worker
+    is SIGKILLed mid-trial and never restarted: the search finishes by itself, every trial once, one version."""
+    tracking_uri = tracking_server
+    path = make_config({**TINY_SEARCH, "tuning.max_trials": 3, "training.epochs": 30, "search.batch_size": [2],
+                        "tuning.lease_seconds": 4.0})
+    roles = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(free_port())}
+    command = [sys.executable, "-m", "videoclf", "tune", "--config", str(path)]
+
+    def start(tuner_id):
+        return subprocess.Popen(command, cwd=tmp_path, env=cli_env(**roles, KERASTUNER_TUNER_ID=tuner_id,
+                                                                   MLFLOW_TRACKING_URI=tracking_uri),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    chief = start("chief")
+    workers = {tuner_id: start(tuner_id) for tuner_id in ("tuner0", "tuner1")}
+    client = MlflowClient(tracking_uri)
+    search_id = search_id_for(load_config(path), "cfg")
+    deadline, victim = time.monotonic() + 300, workers["tuner1"]
+    while time.monotonic() < deadline and chief.poll() is None:
+        try:
+            running = [r for r in trial_runs(client, search_id) if r.info.status == "RUNNING"]
+        except Exception:  # noqa: BLE001 - the experiment may not exist yet
+            running = []
+        if len(running) == 2:  # both workers are mid-trial
+            break
+        time.sleep(0.2)
+    assert chief.poll() is None, "the search ended before both workers were mid-trial"
+    os.kill(victim.pid, signal.SIGKILL)  # and never started again
+    victim.wait()
+    output, _ = chief.communicate(timeout=600)
+    assert chief.returncode == 0, output[-4000:]
+    assert "lost: worker tuner1 silent" in output, output[-4000:]
+    survivor, _ = workers["tuner0"].communicate(timeout=120)
+    assert workers["tuner0"].returncode == 0, survivor[-4000:]
+    runs = trial_runs(client, search_id)
+    assert len(runs) == 3 and len({r.data.tags["kt_trial_id"] for r in runs}) == 3
+    assert all(r.info.status == "FINISHED" for r in runs)  # the lost attempt's run was ended, then replaced
+    champion = client.get_model_version_by_alias("videoclf-test", "champion")
+    assert [v.version for v in client.search_model_versions("name = 'videoclf-test'")] == [champion.version]

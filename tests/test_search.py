@@ -285,6 +285,8 @@ def test_unusable_labels_stop_before_any_run(tmp_path, make_config, tracking_uri
     config = load_config(make_config({"training.cv_folds": 1, "training.validation_fraction": 0.5}))
     with pytest.raises(DataError, match=message):
         run_search(config, "labels", progress=False)
+    # refused from the CSVs alone: no store opened, nothing extracted
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "cache").exists()
     experiment = MlflowClient().get_experiment_by_name("test")
     assert experiment is None or not MlflowClient().search_runs([experiment.experiment_id])
 
@@ -390,3 +392,46 @@ def test_one_compiled_model_across_folds_trains_exactly_as_a_fresh_model_per_fol
     assert shared.fold_scores == [h["val_accuracy"][shared.best_epoch] for h in fresh]
     assert shared.curves["train_loss"] == pytest.approx(
         list(np.mean([h["loss"] for h in fresh], axis=0)), abs=0, rel=1e-12)
+
+
+@pytest.mark.slow
+def test_a_deleted_version_or_changed_training_videos_register_a_new_version(tmp_path, make_config, tracking_uri,
+                                                                             capsys):
+    """The finished-search rule reads the registry's state too: a deleted version is registered again, and a
+    finished search whose training files changed registers its refit as a new version (never the old version
+    beside the new run's metrics)."""
+    import cv2
+
+    config = load_config(make_config({**TINY_SEARCH, "tuning.max_trials": 1}))
+    first = run_search(config, "tiny", progress=False)
+    client = MlflowClient()
+    client.delete_model_version("videoclf-test", first.registration.version)
+    capsys.readouterr()
+    again = run_search(config, "tiny", progress=False)
+    assert "is gone from the registry: refitting and registering it again" in capsys.readouterr().out
+    assert not isinstance(again, FinishedEarlier) and again.registration.version != first.registration.version
+    assert again.parent_run_id == first.parent_run_id and len(trial_runs(client, again.search_id)) == 1
+    assert isinstance(run_search(config, "tiny", progress=False), FinishedEarlier)  # and now it is whole
+
+    from videoclf.data.videos import split_videos
+
+    key = split_videos(config, "train")[0][0].key
+    capture = cv2.VideoCapture(str(config.data.root / key))
+    frames = []
+    while (frame := capture.read())[0]:
+        frames.append(frame[1])
+    capture.release()
+    writer = cv2.VideoWriter(str(config.data.root / key), cv2.VideoWriter_fourcc(*"MJPG"), 25,
+                             frames[0].shape[1::-1])
+    for frame in frames[::-1]:  # the same clip backwards: other bytes, same name
+        writer.write(frame)
+    writer.release()
+    changed = run_search(config, "tiny", progress=False)
+    assert not isinstance(changed, FinishedEarlier)
+    assert changed.registration.version not in (first.registration.version, again.registration.version)
+    version = client.get_model_version("videoclf-test", changed.registration.version)
+    parent = client.get_run(changed.parent_run_id)
+    assert parent.data.tags["registered_model_version"] == f"videoclf-test/{changed.registration.version}"
+    assert float(version.tags["test_accuracy"]) == pytest.approx(parent.data.metrics["test_accuracy"], abs=1e-6)
+    assert version.tags["training_content"] != client.get_model_version(
+        "videoclf-test", again.registration.version).tags["training_content"]

@@ -225,3 +225,42 @@ print(json.dumps({{"probabilities": table.drop(columns=["video_path", "predicted
         answers[runtime] = json.loads(result.stdout.strip().splitlines()[-1])
     assert answers["litert"]["imported"] == [] and answers["keras"]["imported"] == ["keras", "tensorflow"]
     np.testing.assert_allclose(answers["litert"]["probabilities"], answers["keras"]["probabilities"], atol=1e-4)
+
+
+def test_a_damaged_model_file_falls_back_to_its_keras_form_or_is_one_clear_error(searched, tmp_path):
+    """A half-copied artifact store: a truncated LiteRT form runs on the model's Keras form with one warning
+    naming the file; a truncated Keras model is one error naming it, from `predict` and from `serve` (before any
+    worker starts)."""
+    import shutil
+
+    import mlflow
+
+    mlflow.set_tracking_uri(searched["uri"])
+    try:
+        folder = Path(shutil.copytree(mlflow.artifacts.download_artifacts(artifact_uri=MODEL), tmp_path / "model"))
+    finally:
+        mlflow.set_tracking_uri(None)
+    video = str(searched["videos"][0])
+
+    def predict(name):
+        return run_cli(["predict", video, "--model", str(folder), "--csv", name], tmp_path, {})
+
+    assert predict("clean.csv").returncode == 0
+    tflite = folder / "artifacts" / "extractor.tflite"
+    tflite.write_bytes(tflite.read_bytes()[:4096])
+    fallback = predict("fallback.csv")
+    assert fallback.returncode == 0, fallback.stderr[-3000:]
+    assert fallback.stderr.count("extractor.tflite is damaged") == 1 and "Traceback" not in fallback.stderr
+    clean, kept = (pd.read_csv(tmp_path / name) for name in ("clean.csv", "fallback.csv"))
+    classes = [c for c in clean.columns if c not in ("video_path", "predicted_label", "error", "warning")]
+    np.testing.assert_allclose(kept[classes].to_numpy(), clean[classes].to_numpy(), atol=1e-3)
+
+    keras_model = sorted((folder / "artifacts").glob("*.keras"))[0]
+    keras_model.write_bytes(keras_model.read_bytes()[:4096])
+    broken = predict("broken.csv")
+    assert broken.returncode != 0 and "Traceback" not in broken.stderr
+    assert f"artifact {keras_model.name}" in broken.stderr and "is damaged" in broken.stderr
+    served = run_cli(["serve", "--model", str(folder), "--workers", "2", "--port", str(free_port())], tmp_path, {},
+                     timeout=120)
+    assert served.returncode != 0 and f"artifact {keras_model.name}" in served.stderr
+    assert "Traceback" not in served.stderr

@@ -252,6 +252,10 @@ class TuningConfig(_Section):
     project_name: str | None = None
     seed: int = 42
     overwrite: bool = False
+    # distributed mode (videoclf.search.leases): a worker the chief has not heard from for this long is lost and its
+    # trial goes to the next free worker, at most trial_attempts times in all
+    lease_seconds: float = Field(30.0, gt=0.0)
+    trial_attempts: int = Field(3, ge=1)
 
 
 class TrainingConfig(_Section):

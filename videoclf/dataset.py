@@ -28,6 +28,16 @@ from videoclf.features.views import views
 from videoclf.streams import stream_sequences
 
 
+class RowsMissing(CacheError):
+    """Videos of a split with no current row in a cache (never extracted, changed since, or left out of a merge
+    as damaged): ``extract`` fills them; ``tune`` does so itself."""
+
+    def __init__(self, path, split: str, keys: list[str]):
+        self.path, self.split, self.keys = path, split, list(keys)
+        super().__init__(f"{plural(len(keys), 'video')} of the {split} split (e.g. {keys[0]}) not in the feature "
+                         f"cache {path}, or changed since. Run videoclf extract with the same config first.")
+
+
 @dataclass(frozen=True)
 class Vocabulary:
     """Class names in index order (like the seed's StringLookup); stored with the model."""
@@ -120,6 +130,22 @@ def vocabulary_for(config: Config, train_tags: list[str]) -> Vocabulary:
     return Vocabulary(tuple(sorted(set(train_tags))))
 
 
+def check_labels(config: Config) -> Vocabulary:
+    """The classes, and every test label checked against them, from the CSVs alone: a wrong label is refused before a
+    store is opened or a video extracted (``load_split`` applies the same rule to the cached rows)."""
+    tags = {split: split_rows(config, split)[1] for split in ("train", "test")}
+    if config.data.classes:
+        wanted = set(config.data.classes)
+        tags = {split: [t for t in values if t in wanted] for split, values in tags.items()}
+    vocabulary = vocabulary_for(config, tags["train"])
+    listed = sorted(set(tags["train"]))
+    if len(listed) < 2:
+        raise DataError(f"{config.data.csv_path('train')}: expected at least two classes, each with usable training "
+                        f"videos. Received: {listed}. Add videos or set data.classes.")
+    vocabulary.encode(tags["test"], str(config.data.csv_path("test")))
+    return vocabulary
+
+
 def load_split(config: Config, split: str, weights: WeightsSource, vocabulary: Vocabulary | None = None
                ) -> tuple[SplitData, Vocabulary]:
     """Reads a split from the cache (no extraction, no lock); videos listed as undecodable are left out."""
@@ -139,9 +165,7 @@ def load_split(config: Config, split: str, weights: WeightsSource, vocabulary: V
     for each in (c for pair in caches for c in pair if c is not None):
         missing = each.absent_or_stale([videos[i] for i in usable])  # checksums are verified by read() below
         if missing:
-            raise CacheError(f"{plural(len(missing), 'video')} of the {split} split (e.g. {missing[0].key}) not in the "
-                             f"feature cache {each.path}, or changed since. Run videoclf extract with the same "
-                             "config first.")
+            raise RowsMissing(each.path, split, [v.key for v in missing])
     _say_left_out(split, [bad[v.key] for v in videos if v.key in bad], caches[0][0].path / "bad_videos.csv")
     keys = [videos[i].key for i in usable]
     groups, grouping = _groups([videos[i].key for i in usable], [named_groups[i] for i in usable]

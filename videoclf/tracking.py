@@ -325,6 +325,30 @@ class SearchTracker:
             self.client.log_text(run_id, message, "error.txt")
         self.client.set_terminated(run_id, "FINISHED" if status == "COMPLETED" else "FAILED")
 
+    def trial_lost(self, trial_id: str, reason: str) -> None:
+        """This worker's attempt at a trial lost its lease: its own run ends FAILED, tagged LOST and why (the run may
+        already be gone: the next attempt replaces it)."""
+        from videoclf.search.leases import LOST_STATUS
+
+        run_id = self._trial_runs.pop(trial_id, None)
+        self._trial_started.pop(trial_id, None)
+        if run_id is None:
+            return
+        with contextlib.suppress(MlflowException):
+            self._end_lost(run_id, reason, LOST_STATUS)
+
+    def trial_runs_lost(self, trial_id: str, reason: str) -> None:
+        """The chief declared a trial's attempt lost: the trial's RUNNING runs end FAILED, tagged LOST and why."""
+        from videoclf.search.leases import LOST_STATUS
+
+        for run in self._existing_trial_runs(trial_id):
+            if run.info.status == "RUNNING":
+                self._end_lost(run.info.run_id, reason, LOST_STATUS)
+
+    def _end_lost(self, run_id: str, reason: str, status: str) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(STATUS_TAG, status), RunTag("error", f"lost: {reason}")])
+        self.client.set_terminated(run_id, "FAILED")
+
     def log_artifact_files(self, files: dict[str, Path | str], artifact_path: str | None = None) -> None:
         for file in files.values():
             self.client.log_artifact(self.parent_run_id, str(file), artifact_path)
@@ -363,5 +387,5 @@ class NullTracker:
         return None
 
     log_setup = set_tags = log_metrics = log_artifact_files = tag_trial = _nothing
-    trial_started = trial_curves = trial_file = trial_ended = finish = _nothing
+    trial_started = trial_curves = trial_file = trial_ended = finish = trial_lost = trial_runs_lost = _nothing
 

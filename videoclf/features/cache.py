@@ -100,6 +100,17 @@ class DamagedRows(CacheError):
         return f"{self.path}: {plural(len(self.damaged), 'cached video')} damaged ({shown}{more})"
 
 
+class DamagedFile(CacheError):
+    """A cache file whose video names or file stamps cannot be read: none of its rows can be told apart. A writer
+    sets it aside (``<name>.damaged-<time>``) and extracts its videos again."""
+
+    def __init__(self, file: Path, reason: str):
+        self.file, self.reason = file, reason
+        super().__init__(f"Cache file {file} is damaged ({reason}): the videos it holds cannot be named. Run "
+                         "videoclf extract (or tune) with the same config: the file is set aside and those videos "
+                         "are extracted again.")
+
+
 @dataclass(frozen=True)
 class Entry:
     """One extracted video, ready to be written."""
@@ -206,8 +217,7 @@ class FeatureCache:
         found: dict[str, _Location] = {}
         for file in self.files():
             with self._open(file) as handle:
-                videos = handle["video"].asstr()[:]
-                sizes, mtimes = handle["size"][:], handle["mtime_ns"][:]
+                videos, sizes, mtimes = _names_and_stamps(file, handle)
             for row, video in enumerate(videos):
                 found[video] = _Location(file, row, int(sizes[row]), int(mtimes[row]))
         return found
@@ -215,8 +225,9 @@ class FeatureCache:
     def missing(self, videos: list[VideoRef], verify: bool = True) -> list[VideoRef]:
         """Videos to extract: no entry, a file changed since it was cached, or (``verify``: every cached row is read
         and checked) a damaged entry (see :meth:`row_problem`: never fed to training, extracted again). Says on the
-        console what it found. ``tune`` verifies while it loads the rows instead, reading them once."""
-        index = self.index()
+        console what it found. ``tune`` verifies while it loads the rows instead, reading them once. A file whose
+        video names cannot be read is set aside first (the caller holds the lock): its videos count as new."""
+        index = self._index_setting_aside()
         new = [v for v in videos if v.key not in index]
         changed = [v for v in self.absent_or_stale(videos, index) if v.key in index]
         outdated = {v.key for v in new + changed}
@@ -228,6 +239,20 @@ class FeatureCache:
         if damaged:
             print(f"{DamagedRows(self.path, damaged).summary()}: extracting again", flush=True)
         return new + changed + [v for v in cached if v.key in damaged]
+
+    def _index_setting_aside(self) -> dict[str, _Location]:
+        """The index, after setting aside every file whose names cannot be read (caller holds the lock)."""
+        while True:
+            try:
+                return self.index()
+            except DamagedFile as damage:
+                aside = damage.file.with_name(f"{damage.file.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+                try:
+                    os.replace(damage.file, aside)
+                except OSError as exc:
+                    raise CacheWriteError(self.path, os_error_reason(exc)) from None
+                print(f"{damage.file}: damaged ({damage.reason}); set aside as {aside.name}, its videos are "
+                      "extracted again", flush=True)
 
     def absent_or_stale(self, videos: list[VideoRef], index: dict[str, _Location] | None = None) -> list[VideoRef]:
         """Videos with no entry, or whose file changed (size or mtime) since it was cached; reads no features."""
@@ -407,6 +432,21 @@ class FeatureCache:
         if self.parts.is_dir():
             for tmp in self.parts.glob(f".part-*-{self.owner}-*.tmp"):
                 tmp.unlink(missing_ok=True)
+
+
+def _names_and_stamps(file: Path, handle: h5py.File) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A file's ``video``, ``size`` and ``mtime_ns`` datasets, or :class:`DamagedFile` when they cannot be read
+    (HDF5 cannot follow a damaged name's reference, a name is not UTF-8) or do not match the rows."""
+    try:
+        videos = handle["video"].asstr()[:]
+        sizes, mtimes = handle["size"][:], handle["mtime_ns"][:]
+        rows = handle["features"].shape[0]
+    except (OSError, KeyError, UnicodeDecodeError, ValueError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DamagedFile(file, f"its video names or file stamps cannot be read: {reason}") from None
+    if not len(videos) == len(sizes) == len(mtimes) == rows:
+        raise DamagedFile(file, f"{len(videos)} names, {len(sizes)} sizes, {len(mtimes)} times for {rows} rows")
+    return videos, sizes, mtimes
 
 
 def row_digest(key: str, size: int, mtime_ns: int, n_frames: int, mask: np.ndarray, features: np.ndarray) -> np.ndarray:

@@ -50,6 +50,8 @@ class ModelSettings:
     motion: MotionConfig = MotionConfig()  # how the motion stream was computed, when the stream reads it
     # several models averaged (videoclf.search.select): each a MemberSpec; none: the one sequence model
     members: tuple["MemberSpec", ...] = ()
+    # artifact key -> file name, size and digest when written (videoclf.registered.integrity); none before them
+    artifact_digests: dict | None = None
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -58,6 +60,8 @@ class ModelSettings:
                     members=[asdict(m) for m in self.members])
         if not self.members:
             data.pop("members")  # a one-model settings file reads as it always did
+        if not self.artifact_digests:
+            data.pop("artifact_digests")
         return json.dumps(data, indent=2)
 
     @classmethod
@@ -66,7 +70,7 @@ class ModelSettings:
         return cls(tuple(data["classes"]), int(data["seq_length"]), SamplingConfig(**data["sampling"]),
                    ExtractorConfig(**data["extractor"]), data["cache_dtype"], data.get("extractor_weights") or {},
                    data.get("training_clips"), data.get("stream", "appearance"), MotionConfig(**data.get("motion", {})),
-                   tuple(MemberSpec(**m) for m in data.get("members", ())))
+                   tuple(MemberSpec(**m) for m in data.get("members", ())), data.get("artifact_digests"))
 
 
 @dataclass(frozen=True)

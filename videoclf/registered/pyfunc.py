@@ -51,15 +51,21 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         elsewhere (a GPU, or a model registered before the LiteRT forms) the Keras models run."""
         from videoclf.features.runtime import choose_runtime
 
+        from videoclf.registered.integrity import checked_artifacts
+        from videoclf.tempfiles import sweep_stale
+
+        sweep_stale()  # what killed requests left in the temp folder
         self.settings = ModelSettings.from_json(Path(context.artifacts["settings"]).read_text())
         self.classes = list(self.settings.classes)
         self.sampling = self.settings.sampling
         extractor = self.settings.extractor
         self.runtime = choose_runtime(extractor.runtime, extractor.precision)
+        # every file checked against its recorded digest: a damaged LiteRT form is dropped (its Keras form runs)
+        artifacts = checked_artifacts(context.artifacts, self.settings.artifact_digests or {},
+                                      str(Path(context.artifacts["settings"]).parent.parent))
         # a motion-only model never runs the frame extractor: it is not even loaded
-        self.frames_model = (self._frame_model(context.artifacts) if uses_appearance(self.settings.stream)
-                             else None)
-        self.members = self._members(context.artifacts)
+        self.frames_model = self._frame_model(artifacts) if uses_appearance(self.settings.stream) else None
+        self.members = self._members(artifacts)
 
     def _members(self, artifacts: dict) -> list[tuple[float, object]]:
         """``(weight, clips → probabilities)`` for each model the registered model averages; one sequence model
@@ -92,7 +98,10 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         if self.runtime == "litert" and litert_key in artifacts:
             from videoclf.features.runtime import LiteRTSequences
 
-            return LiteRTSequences(Path(artifacts[litert_key]).read_bytes())
+            loaded = _litert_or_none(lambda: LiteRTSequences(Path(artifacts[litert_key]).read_bytes()),
+                                     artifacts[litert_key])
+            if loaded is not None:
+                return loaded
         from videoclf.console import quiet_tensorflow
 
         quiet_tensorflow()
@@ -111,10 +120,15 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         from videoclf.features.runtime import LiteRTFrames, build_frame_model, runtime_cache_dir
 
         config = self.settings.extractor
-        bundled_litert = artifacts.get("int8_extractor") or (
-            artifacts.get("litert_extractor") if self.runtime == "litert" else None)
+        if artifacts.get("int8_extractor"):  # the calibrated model itself: nothing else gives its features
+            return LiteRTFrames(Path(artifacts["int8_extractor"]).read_bytes(), config.batch_size,
+                                FEATURE_DIMS[config.name])
+        bundled_litert = artifacts.get("litert_extractor") if self.runtime == "litert" else None
         if bundled_litert:
-            return LiteRTFrames(Path(bundled_litert).read_bytes(), config.batch_size, FEATURE_DIMS[config.name])
+            loaded = _litert_or_none(lambda: LiteRTFrames(Path(bundled_litert).read_bytes(), config.batch_size,
+                                                          FEATURE_DIMS[config.name]), bundled_litert)
+            if loaded is not None:
+                return loaded
 
         def bundled():
             extractor = build_keras_extractor(config, self.sampling.image_size, WeightsSource("none", None, "bundled"))
@@ -305,6 +319,20 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         for index, span in enumerate(spans):
             clips.put_motion(index, span.motion, span.motion_valid)
         return clips
+
+
+def _litert_or_none(load, path: str):
+    """A LiteRT form loaded, or None with one warning naming the file when LiteRT refuses it (a damaged file in a
+    model registered before artifact digests were recorded): the caller runs the Keras form instead."""
+    from videoclf.registered.integrity import LOG
+
+    try:
+        return load()
+    except (ValueError, RuntimeError) as exc:
+        LOG.warning("%s cannot be loaded by LiteRT (%s); running its Keras form instead (slower on a CPU). Register "
+                    "the model again, or copy its artifacts again, to get it back.", path,
+                    (str(exc).strip().splitlines() or [type(exc).__name__])[0])
+        return None
 
 
 def _mean(per_view: list[np.ndarray]) -> np.ndarray:

@@ -33,16 +33,20 @@ def _current_champion(client: MlflowClient, name: str, alias: str):
         return None
 
 
-def existing_version(name: str, alias: str, tags: dict[str, str], selection_digest: str) -> Registration | None:
-    """The version already registered for this search's winning trial, if any (a re-run registers nothing)."""
+def existing_version(name: str, alias: str, tags: dict[str, str], selection_digest: str,
+                     content_tag: str | None = None) -> Registration | None:
+    """The version already registered for this search's winning trial, if any (a re-run registers nothing). With
+    ``content_tag``, the version must also have been fitted on the same training files (a version registered before
+    that tag existed matches without it)."""
     client = MlflowClient()
     try:
         versions = client.search_model_versions(f"name = '{name}'")
     except MlflowException:
         return None
     for version in versions:
+        same_files = content_tag is None or version.tags.get(content_tag, tags[content_tag]) == tags[content_tag]
         if (version.tags.get("search_id") == tags["search_id"] and version.tags.get("trial_id") == tags["trial_id"]
-                and version.tags.get("selection_digest") == selection_digest):
+                and version.tags.get("selection_digest") == selection_digest and same_files):
             holder = _current_champion(client, name, alias)
             champion = holder is not None and str(holder.version) == str(version.version)
             return Registration(name, str(version.version), champion, "this search's winner is already "

@@ -12,7 +12,6 @@ import base64
 import contextlib
 import contextvars
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
+from videoclf.tempfiles import private_folder
 from videoclf.registered.wire import BYTES_COLUMN, PATH_COLUMN, STRIDE_COLUMN, WINDOW_COLUMN
 
 ALLOWED_ROOTS_ENV = "VIDEOCLF_ALLOWED_ROOTS"  # os.pathsep-separated folders a served model may read paths from
@@ -161,7 +161,7 @@ def video_files(rows: list[VideoRequest]):
     """A file to decode per row (None for rows with an error): the path, or the bytes written to a private
     temporary file that is removed afterwards (OpenCV decodes files, not memory)."""
     files: list[str | None] = []
-    with tempfile.TemporaryDirectory(prefix="videoclf-request-") as folder:
+    with private_folder("request") as folder:
         for index, row in enumerate(rows):
             if row.data is not None:
                 file = Path(folder) / f"video-{index}"

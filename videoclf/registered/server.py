@@ -273,6 +273,7 @@ def serve(model_uri: str, serving: ServingConfig) -> None:
     from mlflow.environment_variables import _MLFLOW_IS_IN_SERVING_ENVIRONMENT
 
     from videoclf.errors import VideoclfError
+    from videoclf.registered.integrity import check_model_folder
     from videoclf.registered.use import fetch_video_model
 
     roots = []
@@ -281,6 +282,7 @@ def serve(model_uri: str, serving: ServingConfig) -> None:
             raise VideoclfError(f"--allow-root {root}: not a folder")
         roots.append(str(Path(root).resolve()))
     local = fetch_video_model(model_uri)  # once, here: every worker loads these files
+    check_model_folder(local)  # a damaged model: one error here, before any worker starts
     os.environ[MODEL_ENV] = local
     os.environ[LIMITS_ENV] = serving.model_dump_json()  # each worker process reads the same settings
     os.environ[ALLOWED_ROOTS_ENV] = os.pathsep.join(roots)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from videoclf.tempfiles import private_folder
 from videoclf.config import Config
 from videoclf.errors import DataError, VideoclfError
 from videoclf.evaluation import Evaluation, evaluate_probabilities, format_report, write_report_files
@@ -166,7 +166,7 @@ def evaluate_model(config: Config, model_uri: str, split: str = "test") -> Evalu
             "videoclf_role": "evaluation", "model_uri": model_uri, "split": split, **tags}) as run:
         # model_id links the metrics to the logged model, so they show on its page in the UI too
         mlflow.log_metrics(evaluation.metrics(f"{split}_"), model_id=tags.get("model_id"))
-        with tempfile.TemporaryDirectory(prefix="videoclf-eval-") as tmp:
+        with private_folder("eval") as tmp:
             write_report_files(evaluation, Path(tmp), title=f"{model_uri} {split}")
             predictions.to_csv(Path(tmp) / "predictions.csv", index=False)
             mlflow.log_artifacts(tmp, "evaluation")

@@ -7,12 +7,12 @@ as code (``code.py``, MLflow's models-from-code): it holds no pickled object.
 
 from __future__ import annotations
 
-import tempfile
 import warnings
 from pathlib import Path
 
 import mlflow.pyfunc
 
+from videoclf.tempfiles import private_folder
 from videoclf.summaries import LinearHead
 
 from videoclf.registered.format import (
@@ -28,6 +28,7 @@ from videoclf.registered.format import (
     sequence_signature,
     video_signature,
 )
+from videoclf.registered.integrity import recorded_digests
 from videoclf.streams import stream_reading
 
 
@@ -62,7 +63,7 @@ def log_video_model(config, weights, sequence_model, classes, seq_length: int, t
     from videoclf.features.backbones import build_keras_extractor
 
     extractor = build_keras_extractor(config.extractor, config.sampling.image_size, weights)
-    with tempfile.TemporaryDirectory(prefix="videoclf-model-") as tmp:
+    with private_folder("model") as tmp:
         tmp = Path(tmp)
         artifacts = {"extractor_weights": str(tmp / "extractor.weights.h5"), "settings": str(tmp / SETTINGS)}
         if sequence_model is not None:
@@ -71,12 +72,12 @@ def log_video_model(config, weights, sequence_model, classes, seq_length: int, t
             artifacts.update(_litert_sequences(sequence_model, int(seq_length), tmp / LITERT_SEQUENCES,
                                                "litert_sequence_model"))
         specs = tuple(_write_member(index, member, tmp, artifacts) for index, member in enumerate(members))
+        extractor.save_weights(tmp / "extractor.weights.h5")
+        artifacts.update(_litert_extractor(config, weights, stream, tmp))
         settings = ModelSettings(tuple(classes), int(seq_length), config.sampling, config.extractor,
                                  config.cache.dtype, {"kind": weights.kind, "digest": weights.digest}, training_clips,
-                                 stream, config.motion, specs)
-        extractor.save_weights(tmp / "extractor.weights.h5")
-        (tmp / SETTINGS).write_text(settings.to_json())
-        artifacts.update(_litert_extractor(config, weights, stream, tmp))
+                                 stream, config.motion, specs, recorded_digests(artifacts))
+        (tmp / SETTINGS).write_text(settings.to_json())  # last: it records every other file's size and digest
         with warnings.catch_warnings():  # an input example would have to be a real video; the signature says all
             warnings.filterwarnings("ignore", message=".*input example was not provided.*")
             return mlflow.pyfunc.log_model(

@@ -51,9 +51,23 @@ def finished_earlier(config: Config, search_id: str, fingerprint: str) -> Finish
     run = finished_parent_run(config.tracking.experiment_name, search_id, fingerprint)
     if run is None:
         return None
-    registration = registration_of(run.data.tags.get("registered_model_version"), config.tracking.champion_alias)
+    pointer = run.data.tags.get("registered_model_version")
+    registration = registration_of(pointer, config.tracking.champion_alias)
+    if pointer and registration is None:  # the registry's state, not the search's: its version was deleted
+        print(f"search {search_id} finished earlier, but the version it registered ({pointer}) is gone from the "
+              "registry: refitting and registering it again", flush=True)
+        return None
     print(finished_summary(run, registration, config.tracking.champion_alias), flush=True)
     return FinishedEarlier(search_id, run.info.run_id, registration)
+
+
+def training_content(config: Config) -> str:
+    """Identifies the training videos as files (names, labels, sizes, modification times): a version registered
+    from other bytes is another model, even under the same search, trial and folds."""
+    from videoclf.data.videos import split_videos
+
+    rows = [(v.key, tag, v.size, v.mtime_ns) for v, tag in zip(*split_videos(config, "train"))]
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
 
 
 def search_id_for(config: Config, name: str) -> str:
@@ -66,7 +80,8 @@ def search_id_for(config: Config, name: str) -> str:
         return config.tuning.project_name
     identity = config.to_dict()
     identity["tuning"] = {k: v for k, v in identity["tuning"].items()
-                          if k not in ("max_trials", "overwrite", "final_seeds", "baselines", "select")}
+                          if k not in ("max_trials", "overwrite", "final_seeds", "baselines", "select",
+                                       "lease_seconds", "trial_attempts")}
     identity.pop("tracking")
     identity.pop("serving")  # neither changes what the search finds
     identity["extractor"].pop("runtime")  # the same features on either runtime

@@ -7,7 +7,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from videoclf.config import Config
-from videoclf.dataset import NO_GROUPS, Fold, SplitData, Vocabulary, load_split, make_folds, selection_digest
+from videoclf.dataset import (
+    NO_GROUPS,
+    Fold,
+    RowsMissing,
+    SplitData,
+    Vocabulary,
+    load_split,
+    make_folds,
+    selection_digest,
+)
+from videoclf.console import plural
 from videoclf.errors import DataError
 from videoclf.features.backbones import FEATURE_DIMS, WeightsSource
 from videoclf.features.cache import DamagedRows
@@ -75,15 +85,22 @@ def hypermodel_for(config: Config, data: PreparedData) -> SequenceHyperModel:
 
 
 def _load(config: Config, split: str, weights: WeightsSource, progress: bool, vocabulary: Vocabulary | None = None):
-    """``load_split``, which reads and verifies every row once; damaged rows are extracted again, then read."""
+    """``load_split``, which reads and verifies every row once; damaged rows are extracted again, then read, and so
+    are rows gone since this job extracted (another split's repair merged a cache file and left a damaged row
+    out)."""
     from videoclf.data.videos import split_videos
 
-    for _ in range(2):  # a second stream's damage shows once the first stream's rows are sound
+    for _ in range(3):  # a second stream's damage shows once the first stream's rows are sound
         try:
             return load_split(config, split, weights, vocabulary)
         except DamagedRows as damage:
             print(f"{damage.summary()}: extracting again", flush=True)
             videos = [v for v in split_videos(config, split)[0] if v.key in damage.damaged]
             extract_videos(config, videos, weights, progress, verify=False, again=frozenset(damage.damaged))
+        except RowsMissing as gone:
+            print(f"{gone.path}: {plural(len(gone.keys), 'video')} of the {split} split no longer cached (e.g. "
+                  f"{gone.keys[0]}): extracting again", flush=True)
+            videos = [v for v in split_videos(config, split)[0] if v.key in set(gone.keys)]
+            extract_videos(config, videos, weights, progress, verify=False)
     return load_split(config, split, weights, vocabulary)
 

@@ -45,10 +45,13 @@ def publish(config: Config, tracker: SearchTracker, data: PreparedData, final: F
     selection = final.selection
     single = selection.single
     trial_run = tracker.trial_run_id(single.key) if single is not None and single.kind == "trial" else None
+    from videoclf.search.identity import training_content
+
     tags = {"search_id": tracker.search_id, "trial_id": selection.key, "run_id": tracker.parent_run_id,
-            "trial_run_id": trial_run or "", "selection_rule": selection.rule}
+            "trial_run_id": trial_run or "", "selection_rule": selection.rule,
+            TRAINING_CONTENT_TAG: training_content(config)}
     known = existing_version(config.tracking.registered_model_name, config.tracking.champion_alias, tags,
-                             data.selection_digest)
+                             data.selection_digest, TRAINING_CONTENT_TAG)
     if known:
         return known
     with tracker.logging_to_parent():
@@ -59,6 +62,9 @@ def publish(config: Config, tracker: SearchTracker, data: PreparedData, final: F
                     higher_is_better=direction(config.tuning.objective) == "max",
                     test_accuracy=final.registered.accuracy, test_digest=data.test.digest, tags=tags,
                     description=version_description(config, data, final))
+
+
+TRAINING_CONTENT_TAG = "training_content"  # on a version: the training files it was fitted on (identity.training_content)
 
 
 def version_description(config: Config, data: PreparedData, final: FinalModels) -> str:

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from videoclf.tempfiles import private_folder
 from videoclf.config import Config
 from videoclf.console import markdown_table, plural
 from videoclf.evaluation import format_report, write_report_files
@@ -235,7 +235,7 @@ def log_report(tracker: SearchTracker, config: Config, outcome: Outcome) -> None
                       **({"validation_test_disagreement": outcome.disagreement[:5000]} if outcome.disagreement
                          else {}),
                       "best_trial_run_id": tracker.trial_run_id(outcome.best.trial_id) or ""})
-    with tempfile.TemporaryDirectory(prefix="videoclf-report-") as tmp:
+    with private_folder("report") as tmp:
         tmp = Path(tmp)
         files = write_report_files(outcome.final.registered, tmp, tracker.search_curves(), title=outcome.name,
                                    highlight=outcome.best.trial_id, labels=outcome.trial_labels())

@@ -19,6 +19,8 @@ import pandas as pd
 
 from videoclf.config import Config
 from videoclf.data.ensure import ensure_data
+from videoclf.dataset import check_labels
+from videoclf.tempfiles import sweep_stale
 from videoclf.errors import VideoclfError, writing_to
 from videoclf.evaluation import Evaluation
 from videoclf.features.backbones import WeightsSource, resolve_weights
@@ -77,7 +79,9 @@ def run_search(config: Config, name: str = "search", track: bool = True, registe
     worker runs trials and returns None. ``alongside()``, if given, is a context manager held while the search
     runs, once the data is ready (``cluster.py`` starts its local workers in it).
     """
+    sweep_stale()  # temporary folders of killed videoclf processes
     ensure_data(config)
+    check_labels(config)  # a wrong label: refused before a store is opened or a video extracted
     weights = resolve_weights(config.extractor)  # fails before any work when weights are missing
     search_id = search_id_for(config, name)
     fingerprint = finish_fingerprint(config, search_id, weights, register_model) if track and not is_worker() else None

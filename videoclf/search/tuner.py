@@ -5,6 +5,9 @@ Each tuner is a named subclass that overrides KerasTuner's hooks
 tracker) comes through the constructor. Tracking lives in those hooks, not in
 Keras callbacks: KerasTuner deep-copies callbacks for every execution, and an
 MLflow client does not belong in a copy.
+
+In KerasTuner's distributed mode the chief serves the oracle with trial leases
+and workers hold them (``videoclf.search.leases``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import keras_tuner as kt
 from videoclf.config import Config
 from videoclf.dataset import Fold
 from videoclf.search.crossval import OUT_OF_FOLD_FILE, OUT_OF_FOLD_TABLE, cross_validate
+from videoclf.search.leases import LeaseBook, hold_leases, serve
 from videoclf.tracking import NullTracker, SearchTracker
 
 
@@ -26,8 +30,13 @@ class CrossValidatedTuner:
 
     def __init__(self, *, folds: list[Fold], epochs: int, patience: int | None, trial_seed: int, executions: int,
                  tracker: SearchTracker | NullTracker, max_trials_hint: int = 0, classes: tuple[str, ...] = (),
-                 **kwargs):
+                 lease_seconds: float = 30.0, trial_attempts: int = 3, **kwargs):
         super().__init__(**kwargs)
+        from keras_tuner.src.distribute.oracle_client import OracleClient
+
+        self.lease_seconds, self.trial_attempts = lease_seconds, trial_attempts
+        # a worker holds leases on its trials; the chief keeps the book (search())
+        self.lease = hold_leases(self.oracle, lease_seconds) if isinstance(self.oracle, OracleClient) else None
         self.folds = folds
         self.classes = classes
         self.epochs = epochs
@@ -46,10 +55,28 @@ class CrossValidatedTuner:
 
     def _callbacks(self) -> list:
         objective = self.oracle.objective.name
+        lease = [_LeaseCheck(self.lease)] if self.lease is not None else []
         if not self.patience:
-            return []
-        return [keras.callbacks.EarlyStopping(monitor=objective, mode=self.oracle.objective.direction,
-                                              patience=self.patience)]
+            return lease
+        return lease + [keras.callbacks.EarlyStopping(monitor=objective, mode=self.oracle.objective.direction,
+                                                      patience=self.patience)]
+
+    def search(self, *args, **kwargs):
+        """A worker searches as KerasTuner does; the chief serves the oracle with leases until the budget is done."""
+        from keras_tuner.src.distribute import utils as distribute
+
+        if not distribute.is_chief_oracle():
+            try:
+                return super().search(*args, **kwargs)
+            finally:
+                if self.lease is not None:
+                    self.lease.stop_beating()
+        import os
+
+        self.save()
+        book = LeaseBook(self.oracle, self.lease_seconds, self.trial_attempts,
+                         on_lost=lambda trial_id, reason, failed: self.tracker.trial_runs_lost(trial_id, reason))
+        serve(self.oracle, book, f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}")
 
     def run_trial(self, trial, *args, **kwargs):
         hp = trial.hyperparameters
@@ -67,6 +94,8 @@ class CrossValidatedTuner:
             self.folds, epochs=int(hp.values.get("tuner/epochs", self.epochs)), objective=self.oracle.objective.name,
             seed=self.trial_seed, executions=self.executions, callbacks=self._callbacks,
             validation_inputs=lambda fold: self.hypermodel.validation_inputs(hp, fold.validation))
+        if self.lease is not None:
+            self.lease.check()  # a lost attempt logs nothing more
         self._track(self.tracker.trial_curves, trial.trial_id, result.curves, result.fold_scores)
         self._keep_out_of_fold(trial.trial_id, result.out_of_fold)
         return {**result.metrics(), "n_weights": float(weights[0])}
@@ -83,18 +112,45 @@ class CrossValidatedTuner:
 
     def on_trial_begin(self, trial):
         self._trial_clock = time.perf_counter()  # trial time includes its tracking
+        if self.lease is not None:
+            self.lease.began(trial.trial_id)
         super().on_trial_begin(trial)
         self._track(self.tracker.trial_started, trial.trial_id, trial.hyperparameters.values)
 
     def on_trial_end(self, trial):
+        lease = self.lease
         try:
-            super().on_trial_end(trial)  # raises when too many trials failed in a row: the run still ends
+            if lease is None or not lease.lost:
+                super().on_trial_end(trial)  # raises when too many trials failed in a row: the run still ends
         finally:
+            if lease is not None and lease.lost:  # (known before, or from the refused result)
+                self._track(self.tracker.trial_lost, trial.trial_id, f"{self.lease.tuner_id}'s attempt "
+                            f"{lease.attempt} lost its lease; another worker runs the trial")
+                print(f"trial {trial.trial_id}: this worker's attempt lost its lease (the chief did not hear from it "
+                      f"within {self.lease_seconds:g} s); another worker runs it", flush=True)
+                lease.ended()
+                return
+            if lease is not None:
+                lease.ended()
             trial = self.oracle.get_trial(trial.trial_id)
             self._track(self.tracker.trial_ended, trial.trial_id, str(trial.status), trial.score,
                         best_epoch_of(trial), trial.message)
             self.trial_seconds[trial.trial_id] = time.perf_counter() - self._trial_clock
             _print_trial(trial, self.oracle, self.trial_seconds[trial.trial_id], self.max_trials_hint)
+
+
+class _LeaseCheck(keras.callbacks.Callback):
+    """Stops a trial whose attempt lost its lease, at the next epoch's end."""
+
+    def __init__(self, lease):
+        super().__init__()
+        self.lease = lease
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.lease.check()
+
+    def __deepcopy__(self, memo):  # KerasTuner copies callbacks per execution: the lease stays shared
+        return _LeaseCheck(self.lease)
 
 
 class FirstTrialsRandomOracle(kt.oracles.RandomSearchOracle):
@@ -182,7 +238,8 @@ def make_tuner(config: Config, hypermodel: kt.HyperModel, folds: list[Fold], tra
                   seed=tuning.seed, directory=str(tuning.directory), project_name=project_name,
                   overwrite=tuning.overwrite, folds=folds, epochs=training.epochs, trial_seed=training.seed,
                   patience=training.early_stopping_patience, executions=tuning.executions_per_trial,
-                  tracker=tracker, classes=tuple(classes))
+                  tracker=tracker, classes=tuple(classes), lease_seconds=tuning.lease_seconds,
+                  trial_attempts=tuning.trial_attempts)
     if tuning.tuner == "hyperband":
         return TrackedHyperband(max_epochs=training.epochs, factor=3, **common)
     if tuning.tuner == "random":
