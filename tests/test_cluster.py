@@ -108,6 +108,20 @@ def test_chief_and_workers_log_to_a_tracking_server_on_postgres(tmp_path, make_c
     assert (tmp_path / "artifacts").is_dir()  # the model went through the server's artifact proxy
 
 
+def _roles(config_path, cwd, tracking_uri):
+    """``start(tuner_id)``: ``videoclf tune`` in that role (README's cluster commands) on one chief address, its
+    output captured."""
+    roles = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(free_port())}
+    command = [sys.executable, "-m", "videoclf", "tune", "--config", str(config_path)]
+
+    def start(tuner_id: str) -> subprocess.Popen:
+        return subprocess.Popen(command, cwd=cwd, env=cli_env(**roles, KERASTUNER_TUNER_ID=tuner_id,
+                                                              MLFLOW_TRACKING_URI=tracking_uri),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    return start
+
+
 def test_a_worker_killed_mid_trial_and_never_restarted_does_not_stall_the_search(tmp_path, make_config,
                                                                                  tracking_server):
     """A chief and two workers started as README's cluster section says, logging to `mlflow server`; one worker
@@ -115,14 +129,7 @@ def test_a_worker_killed_mid_trial_and_never_restarted_does_not_stall_the_search
     tracking_uri = tracking_server
     path = make_config({**TINY_SEARCH, "tuning.max_trials": 3, "training.epochs": 30, "search.batch_size": [2],
                         "tuning.lease_seconds": 4.0})
-    roles = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(free_port())}
-    command = [sys.executable, "-m", "videoclf", "tune", "--config", str(path)]
-
-    def start(tuner_id):
-        return subprocess.Popen(command, cwd=tmp_path, env=cli_env(**roles, KERASTUNER_TUNER_ID=tuner_id,
-                                                                   MLFLOW_TRACKING_URI=tracking_uri),
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
+    start = _roles(path, tmp_path, tracking_uri)
     chief = start("chief")
     workers = {tuner_id: start(tuner_id) for tuner_id in ("tuner0", "tuner1")}
     client = MlflowClient(tracking_uri)

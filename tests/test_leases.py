@@ -11,7 +11,7 @@ from videoclf.search.leases import LeaseBook, hold_leases, serve
 from conftest import free_port
 
 
-def _chief(tmp_path, monkeypatch, lease_seconds: float, trial_attempts: int, max_trials: int = 2):
+def _chief(tmp_path, monkeypatch, lease_seconds: float, trial_attempts: int, max_trials: int = 2, **limits):
     """A real oracle served with leases on loopback, in a thread; returns (oracle, book, lost trials, thread)."""
     port = free_port()
     monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
@@ -22,7 +22,7 @@ def _chief(tmp_path, monkeypatch, lease_seconds: float, trial_attempts: int, max
     space.Int("x", 0, 1000)
     oracle.update_space(space)
     lost = []
-    book = LeaseBook(oracle, lease_seconds, trial_attempts, on_lost=lambda *args: lost.append(args))
+    book = LeaseBook(oracle, lease_seconds, trial_attempts, on_lost=lambda *args: lost.append(args), **limits)
     thread = threading.Thread(target=serve, args=(oracle, book, f"127.0.0.1:{port}", 0.05), daemon=True)
     thread.start()
     return oracle, book, lost, thread
@@ -100,3 +100,70 @@ def test_a_trial_lost_on_its_last_attempt_ends_failed(tmp_path, monkeypatch):
     chief.join(timeout=20)
     assert not chief.is_alive()
     live_lease.stop_beating()
+
+
+@pytest.mark.parametrize("limits, reason", [
+    ({"progress_timeout": 1.0}, "ended no epoch"),  # hung: alive (its heartbeats come) but no epoch ends
+    ({"trial_timeout": 1.0}, "past tuning.trial_timeout"),
+])
+def test_a_hung_or_overlong_attempt_is_taken_back_though_its_worker_beats(tmp_path, monkeypatch, limits, reason):
+    oracle, book, lost, chief = _chief(tmp_path, monkeypatch, lease_seconds=30.0, trial_attempts=2, **limits)
+    worker, lease = _worker("tuner0", monkeypatch, 0.6)  # beating every 0.1 s: never silent
+    trial = worker.create_trial("tuner0")
+    lease.began(trial.trial_id)
+    if "progress_timeout" in limits:
+        for _ in range(8):  # epochs ending every 0.2 s keep the attempt
+            lease.progressed()
+            time.sleep(0.2)
+        assert not lost
+    _wait(lambda: lost)
+    assert reason in lost[0][1] and not lost[0][2] and trial.trial_id in oracle._retry_queue
+    _wait(lambda: lease.lost)  # told by its next heartbeat: it stops the trial at the next epoch's end
+    with pytest.raises(Exception, match="time limit passed"):
+        lease.check()
+    lease.ended()
+    again = worker.create_trial("tuner0")  # the worker joins again and gets the trial back, as attempt 2
+    assert again.trial_id == trial.trial_id and lease.attempt == 2
+    lease.stop_beating()
+
+
+def test_a_trial_past_its_time_limit_in_one_process_fails_saying_so():
+    import time as clock
+
+    from videoclf.search.tuner import _TrialClock
+
+    _TrialClock(60.0, clock.perf_counter()).on_epoch_end(0)  # within the limit: nothing happens
+    with pytest.raises(kt.errors.FailedTrialError, match=r"past tuning.trial_timeout \(1 s\)"):
+        _TrialClock(1.0, clock.perf_counter() - 5).on_epoch_end(0)
+
+
+def test_a_restarted_chief_gives_running_trials_back_to_their_workers(tmp_path, monkeypatch):
+    """The chief's state is written atomically; reloaded after a kill, a trial still running stays with its worker
+    (same attempt: its result will be accepted) instead of being queued to run twice, as KerasTuner's reload does."""
+    import json
+
+    book_file = str(tmp_path / "leases" / "leases.json")
+    oracle, book, lost, chief = _chief(tmp_path, monkeypatch, lease_seconds=30.0, trial_attempts=3, path=book_file)
+    worker, lease = _worker("tuner0", monkeypatch, 30.0)
+    trial = worker.create_trial("tuner0")
+    lease.began(trial.trial_id)
+    lease.stop_beating()
+    other, other_lease = _worker("tuner1", monkeypatch, 30.0)
+    done = other.create_trial("tuner1")
+    other_lease.stop_beating()
+    finished = oracle.trials[done.trial_id]  # its result recorded in its trial file, then the chief is killed
+    finished.status = "COMPLETED"  # before its own state file was saved
+    oracle._save_trial(finished)
+    # the chief is killed here; a new one reloads the project from its files
+    restarted = kt.oracles.RandomSearchOracle(objective=kt.Objective("score", "max"), max_trials=2, seed=1)
+    restarted._set_project_dir(str(tmp_path), "leases")
+    restarted.reload()
+    assert sorted(restarted._retry_queue) == sorted([trial.trial_id, done.trial_id])  # KerasTuner: both again
+    again = LeaseBook(restarted, 30.0, 3, path=book_file)
+    assert again.resume() == [trial.trial_id]
+    assert restarted._retry_queue == [] and restarted.ongoing_trials["tuner0"].trial_id == trial.trial_id
+    assert done.trial_id in restarted.end_order and "tuner1" not in restarted.ongoing_trials  # never run twice
+    assert again.current("tuner0", trial.trial_id, str(lease.attempt)) and "tuner0" in restarted.tuner_ids
+    assert json.loads((tmp_path / "leases" / "oracle.json").read_text())["ongoing_trials"] == {"tuner0": "0"}
+    assert not again.everyone_told()  # tuner0 holds a trial (and was heard from): the chief waits for it
+    assert not list((tmp_path / "leases").rglob("*.partial"))  # every write landed whole

@@ -256,6 +256,11 @@ class TuningConfig(_Section):
     # trial goes to the next free worker, at most trial_attempts times in all
     lease_seconds: float = Field(30.0, gt=0.0)
     trial_attempts: int = Field(3, ge=1)
+    # a trial running longer than trial_timeout seconds is stopped (none: no limit); in distributed mode, so is one
+    # whose worker ends no epoch for trial_progress_timeout seconds (hung): each then runs again elsewhere, within
+    # trial_attempts
+    trial_timeout: float | None = Field(None, gt=0.0)
+    trial_progress_timeout: float | None = Field(1800.0, gt=0.0)
 
 
 class TrainingConfig(_Section):

@@ -81,7 +81,8 @@ def search_id_for(config: Config, name: str) -> str:
     identity = config.to_dict()
     identity["tuning"] = {k: v for k, v in identity["tuning"].items()
                           if k not in ("max_trials", "overwrite", "final_seeds", "baselines", "select",
-                                       "lease_seconds", "trial_attempts")}
+                                       "lease_seconds", "trial_attempts", "trial_timeout",
+                                       "trial_progress_timeout")}
     identity.pop("tracking")
     identity.pop("serving")  # neither changes what the search finds
     identity["extractor"].pop("runtime")  # the same features on either runtime

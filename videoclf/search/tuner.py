@@ -21,7 +21,7 @@ import keras_tuner as kt
 from videoclf.config import Config
 from videoclf.dataset import Fold
 from videoclf.search.crossval import OUT_OF_FOLD_FILE, OUT_OF_FOLD_TABLE, cross_validate
-from videoclf.search.leases import LeaseBook, hold_leases, serve
+from videoclf.search.leases import LEASES_FILE, LeaseBook, hold_leases, serve
 from videoclf.tracking import NullTracker, SearchTracker
 
 
@@ -30,11 +30,13 @@ class CrossValidatedTuner:
 
     def __init__(self, *, folds: list[Fold], epochs: int, patience: int | None, trial_seed: int, executions: int,
                  tracker: SearchTracker | NullTracker, max_trials_hint: int = 0, classes: tuple[str, ...] = (),
-                 lease_seconds: float = 30.0, trial_attempts: int = 3, **kwargs):
+                 lease_seconds: float = 30.0, trial_attempts: int = 3, trial_timeout: float | None = None,
+                 trial_progress_timeout: float | None = None, **kwargs):
         super().__init__(**kwargs)
         from keras_tuner.src.distribute.oracle_client import OracleClient
 
         self.lease_seconds, self.trial_attempts = lease_seconds, trial_attempts
+        self.trial_timeout, self.trial_progress_timeout = trial_timeout, trial_progress_timeout
         # a worker holds leases on its trials; the chief keeps the book (search())
         self.lease = hold_leases(self.oracle, lease_seconds) if isinstance(self.oracle, OracleClient) else None
         self.folds = folds
@@ -55,7 +57,9 @@ class CrossValidatedTuner:
 
     def _callbacks(self) -> list:
         objective = self.oracle.objective.name
-        lease = [_LeaseCheck(self.lease)] if self.lease is not None else []
+        # in distributed mode the chief keeps the time limits (and hands the trial to another worker)
+        lease = [_LeaseCheck(self.lease)] if self.lease is not None else (
+            [_TrialClock(self.trial_timeout, self._trial_clock)] if self.trial_timeout else [])
         if not self.patience:
             return lease
         return lease + [keras.callbacks.EarlyStopping(monitor=objective, mode=self.oracle.objective.direction,
@@ -75,7 +79,9 @@ class CrossValidatedTuner:
 
         self.save()
         book = LeaseBook(self.oracle, self.lease_seconds, self.trial_attempts,
-                         on_lost=lambda trial_id, reason, failed: self.tracker.trial_runs_lost(trial_id, reason))
+                         on_lost=lambda trial_id, reason, failed: self.tracker.trial_runs_lost(trial_id, reason),
+                         trial_timeout=self.trial_timeout, progress_timeout=self.trial_progress_timeout,
+                         path=os.path.join(self.oracle._project_dir, LEASES_FILE))
         serve(self.oracle, book, f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}")
 
     def run_trial(self, trial, *args, **kwargs):
@@ -147,10 +153,24 @@ class _LeaseCheck(keras.callbacks.Callback):
         self.lease = lease
 
     def on_epoch_end(self, epoch, logs=None):
+        self.lease.progressed()
         self.lease.check()
 
     def __deepcopy__(self, memo):  # KerasTuner copies callbacks per execution: the lease stays shared
         return _LeaseCheck(self.lease)
+
+
+class _TrialClock(keras.callbacks.Callback):
+    """Stops a trial past ``tuning.trial_timeout`` at the next epoch's end: it ends FAILED saying so."""
+
+    def __init__(self, seconds: float, started: float):
+        super().__init__()
+        self.seconds, self.started = seconds, started  # the trial's start (perf_counter), shared by its folds
+
+    def on_epoch_end(self, epoch, logs=None):
+        if time.perf_counter() - self.started > self.seconds:
+            raise kt.errors.FailedTrialError(f"stopped after {time.perf_counter() - self.started:.0f} s, past "
+                                             f"tuning.trial_timeout ({self.seconds:g} s)")
 
 
 class FirstTrialsRandomOracle(kt.oracles.RandomSearchOracle):
@@ -239,7 +259,8 @@ def make_tuner(config: Config, hypermodel: kt.HyperModel, folds: list[Fold], tra
                   overwrite=tuning.overwrite, folds=folds, epochs=training.epochs, trial_seed=training.seed,
                   patience=training.early_stopping_patience, executions=tuning.executions_per_trial,
                   tracker=tracker, classes=tuple(classes), lease_seconds=tuning.lease_seconds,
-                  trial_attempts=tuning.trial_attempts)
+                  trial_attempts=tuning.trial_attempts, trial_timeout=tuning.trial_timeout,
+                  trial_progress_timeout=tuning.trial_progress_timeout)
     if tuning.tuner == "hyperband":
         return TrackedHyperband(max_epochs=training.epochs, factor=3, **common)
     if tuning.tuner == "random":
