@@ -52,7 +52,8 @@ HEARTBEAT_KEY = "videoclf-heartbeat"
 PROGRESS_KEY = "videoclf-progress"  # epochs the caller's attempt has ended (the no-progress limit reads it)
 LEASE_KEY = "videoclf-lease"  # trailing metadata: "lost" when the caller's attempt is no longer the trial's
 LOST = "lost"
-ENDED = ("COMPLETED", "FAILED", "INVALID")  # KerasTuner trial statuses after a result was recorded
+RECORDED = ("COMPLETED", "FAILED")  # KerasTuner trial statuses of a trial that is over (never queued again)
+ENDED = (*RECORDED, "INVALID")  # after a result was recorded (INVALID: waiting for a retry)
 LOST_STATUS = "LOST"  # a lost attempt's MLflow run status tag (videoclf.tracking.STATUS_TAG)
 LEASES_FILE = "leases.json"  # the chief's book, in the tuner's project folder
 SERVER_THREADS = 8
@@ -116,7 +117,7 @@ class LeaseBook:
             state = json.load(fh)
         oracle, now, kept = self.oracle, self.clock(), []
         for trial_id in list(oracle._retry_queue):  # ended before the kill, saved as ended only in its trial file
-            if oracle.trials[trial_id].status in ENDED[:2]:
+            if oracle.trials[trial_id].status in RECORDED:
                 oracle._retry_queue.remove(trial_id)
                 if trial_id not in oracle.end_order:
                     oracle.end_order.append(trial_id)
