@@ -6,7 +6,7 @@ import time
 import keras_tuner as kt
 import pytest
 
-from videoclf.search.leases import LeaseBook, hold_leases, serve
+from videoclf.search.leases import SEARCH_OVER_FILE, LeaseBook, SearchOver, budget_done, hold_leases, serve
 
 from conftest import free_port
 
@@ -28,12 +28,12 @@ def _chief(tmp_path, monkeypatch, lease_seconds: float, trial_attempts: int, max
     return oracle, book, lost, thread
 
 
-def _worker(tuner_id: str, monkeypatch, lease_seconds: float):
+def _worker(tuner_id: str, monkeypatch, lease_seconds: float, over_file: str | None = None):
     from keras_tuner.src.distribute.oracle_client import OracleClient
 
     monkeypatch.setenv("KERASTUNER_TUNER_ID", tuner_id)
     client = OracleClient(kt.oracles.RandomSearchOracle(objective=kt.Objective("score", "max"), max_trials=1))
-    return client, hold_leases(client, lease_seconds)
+    return client, hold_leases(client, lease_seconds, over_file)
 
 
 def _wait(condition, seconds: float = 20.0):
@@ -100,6 +100,13 @@ def test_a_trial_lost_on_its_last_attempt_ends_failed(tmp_path, monkeypatch):
     chief.join(timeout=20)
     assert not chief.is_alive()
     live_lease.stop_beating()
+    over_file = tmp_path / "leases" / SEARCH_OVER_FILE  # the chief's word, on the shared tuning folder
+    late, late_lease = _worker("tuner2", monkeypatch, 0.5, str(over_file))
+    started = time.monotonic()
+    with pytest.raises(SearchOver):  # a worker started after the end leaves at once (not after RECONNECT_SECONDS)
+        late.get_space()
+    assert over_file.exists() and time.monotonic() - started < 30
+    late_lease.stop_beating()
 
 
 @pytest.mark.parametrize("limits, reason", [
@@ -144,15 +151,15 @@ def test_a_restarted_chief_gives_running_trials_back_to_their_workers(tmp_path, 
 
     book_file = str(tmp_path / "leases" / "leases.json")
     oracle, book, lost, chief = _chief(tmp_path, monkeypatch, lease_seconds=30.0, trial_attempts=3, path=book_file)
-    worker, lease = _worker("tuner0", monkeypatch, 30.0)
-    trial = worker.create_trial("tuner0")
-    lease.began(trial.trial_id)
-    lease.stop_beating()
     other, other_lease = _worker("tuner1", monkeypatch, 30.0)
     done = other.create_trial("tuner1")
     other_lease.stop_beating()
+    worker, lease = _worker("tuner0", monkeypatch, 30.0)
+    trial = worker.create_trial("tuner0")  # the newest: the saved state lacks its start and number (KerasTuner's
+    lease.began(trial.trial_id)  # display notes them after saving)
+    lease.stop_beating()
     finished = oracle.trials[done.trial_id]  # its result recorded in its trial file, then the chief is killed
-    finished.status = "COMPLETED"  # before its own state file was saved
+    finished.status, finished.score = "COMPLETED", 0.5  # before its own state file was saved
     oracle._save_trial(finished)
     # the chief is killed here; a new one reloads the project from its files
     restarted = kt.oracles.RandomSearchOracle(objective=kt.Objective("score", "max"), max_trials=2, seed=1)
@@ -164,6 +171,13 @@ def test_a_restarted_chief_gives_running_trials_back_to_their_workers(tmp_path, 
     assert restarted._retry_queue == [] and restarted.ongoing_trials["tuner0"].trial_id == trial.trial_id
     assert done.trial_id in restarted.end_order and "tuner1" not in restarted.ongoing_trials  # never run twice
     assert again.current("tuner0", trial.trial_id, str(lease.attempt)) and "tuner0" in restarted.tuner_ids
-    assert json.loads((tmp_path / "leases" / "oracle.json").read_text())["ongoing_trials"] == {"tuner0": "0"}
+    assert json.loads((tmp_path / "leases" / "oracle.json").read_text())["ongoing_trials"] == {"tuner0": "1"}
     assert not again.everyone_told()  # tuner0 holds a trial (and was heard from): the chief waits for it
+    assert not budget_done(restarted)
+    result = restarted.trials[trial.trial_id]
+    result.status = "COMPLETED"
+    restarted.update_trial(trial.trial_id, {"score": 1.0})
+    restarted.end_trial(result)  # its worker's result reaches the restarted chief (KeyError inside KerasTuner before)
+    assert restarted.trials[trial.trial_id].status == "COMPLETED" and "tuner0" not in restarted.ongoing_trials
+    assert budget_done(restarted)  # a chief restarted now ends though no worker is left to ask for a trial
     assert not list((tmp_path / "leases").rglob("*.partial"))  # every write landed whole

@@ -356,23 +356,17 @@ def test_storage_failures_name_the_place_and_other_errors_pass_through():
             raise ValueError("unrelated")
 
 
-@pytest.mark.parametrize("family", ["pooled", "gru"])
-def test_one_compiled_model_across_folds_trains_exactly_as_a_fresh_model_per_fold(family):
-    """cross_validate reuses one compiled model (traced once) for every fold; each fold must still start from its
-    own seed's weights, dropout seeds and a fresh optimizer: the curves are identical to fresh models'."""
-    import keras
-
+def _three_folds(family: str):
+    """Three folds of 36 random clips (each validated once), a tiny model builder of ``family`` and its fit:
+    (folds, build, fit)."""
     from videoclf.dataset import Fold, SplitData
     from videoclf.model import build_sequence_model
-    from videoclf.search.crossval import cross_validate
 
     rng = np.random.default_rng(0)
-
-    def split(n):
-        features = rng.normal(size=(n, 6, 16)).astype(np.float16)
-        return SplitData([f"v{i}" for i in range(n)], rng.integers(0, 3, n), features, np.full(n, 6), ["g"] * n, "d")
-
-    folds = [Fold(split(24), split(12)) for _ in range(3)]
+    data = SplitData([f"v{i}" for i in range(36)], rng.integers(0, 3, 36),
+                     rng.normal(size=(36, 6, 16)).astype(np.float16), np.full(36, 6), ["g"] * 36, "d")
+    rows = np.arange(36)
+    folds = [Fold(data.subset(np.setdiff1d(rows, held)), data.subset(held), held) for held in np.split(rows, 3)]
 
     def build():
         return build_sequence_model(num_features=16, num_classes=3, family=family, inputs="frames", frame_units=8,
@@ -382,6 +376,18 @@ def test_one_compiled_model_across_folds_trains_exactly_as_a_fresh_model_per_fol
         return model.fit(fold.train.inputs(6), fold.train.labels, batch_size=4,
                          validation_data=(fold.validation.inputs(6), fold.validation.labels), **kwargs)
 
+    return folds, build, fit
+
+
+@pytest.mark.parametrize("family", ["pooled", "gru"])
+def test_one_compiled_model_across_folds_trains_exactly_as_a_fresh_model_per_fold(family):
+    """cross_validate reuses one compiled model (traced once) for every fold; each fold must still start from its
+    own seed's weights, dropout seeds and a fresh optimizer: the curves are identical to fresh models'."""
+    import keras
+
+    from videoclf.search.crossval import cross_validate
+
+    folds, build, fit = _three_folds(family)
     shared = cross_validate(build, fit, folds, epochs=4, objective="val_accuracy", seed=7)
     fresh = []
     for index, fold in enumerate(folds):
@@ -392,6 +398,43 @@ def test_one_compiled_model_across_folds_trains_exactly_as_a_fresh_model_per_fol
     assert shared.fold_scores == [h["val_accuracy"][shared.best_epoch] for h in fresh]
     assert shared.curves["train_loss"] == pytest.approx(
         list(np.mean([h["loss"] for h in fresh], axis=0)), abs=0, rel=1e-12)
+
+
+def test_an_attempt_that_dies_mid_trial_leaves_its_finished_folds_to_the_next(tmp_path):
+    """A trial's attempt killed in its second fold (a lost worker): the next attempt reads the first fold back
+    instead of training it, and its score, curves and out-of-fold predictions equal an uninterrupted run's."""
+    import keras
+
+    from videoclf.search.crossval import cross_validate
+
+    folds, build, fit = _three_folds("gru")
+    trained = []
+
+    def counted(model, fold, **kwargs):
+        trained.append(fold)
+        return fit(model, fold, **kwargs)
+
+    class Killed(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if len(trained) == 2 and epoch == 1:
+                raise RuntimeError("the worker is gone")
+
+    common = {"epochs": 4, "objective": "val_accuracy", "seed": 7,
+              "validation_inputs": lambda fold: fold.validation.inputs(6)}
+    with pytest.raises(RuntimeError):
+        cross_validate(build, counted, folds, callbacks=lambda: [Killed()], checkpoints=tmp_path / "folds", **common)
+    assert sorted(p.name for p in (tmp_path / "folds").iterdir()) == ["fold-0-0.npz"]  # the finished fold only
+    trained.clear()
+    resumed = cross_validate(build, counted, folds, checkpoints=tmp_path / "folds", **common)
+    assert resumed.resumed_folds == 1 and trained == folds[1:]
+    whole = cross_validate(build, fit, folds, **common)
+    assert resumed.fold_scores == whole.fold_scores and resumed.best_epoch == whole.best_epoch
+    assert resumed.curves == pytest.approx(whole.curves, rel=1e-12)
+    np.testing.assert_array_equal(resumed.out_of_fold.probabilities, whole.out_of_fold.probabilities)
+    (tmp_path / "folds" / "fold-0-1.npz").write_bytes(b"not a fold")  # unreadable: trained again, not an error
+    trained.clear()
+    assert cross_validate(build, counted, folds, checkpoints=tmp_path / "folds", **common).resumed_folds == 2
+    assert trained == folds[1:2]
 
 
 @pytest.mark.slow

@@ -40,6 +40,7 @@ class CrossValidation:
     fold_scores: list[float]
     objective: str
     out_of_fold: "OutOfFold | None" = None  # validation probabilities at ``best_epoch``, when asked for
+    resumed_folds: int = 0  # folds read back from ``checkpoints`` (an earlier attempt trained them)
 
     def metrics(self) -> dict[str, float]:
         """What the trial reports to KerasTuner's oracle (the objective first)."""
@@ -78,18 +79,31 @@ def best_epoch(curves: dict[str, np.ndarray], objective: str) -> int:
 
 def cross_validate(build: Callable, fit: Callable, folds: list[Fold], *, epochs: int, objective: str, seed: int,
                    executions: int = 1, callbacks: Callable[[], list] = list,
-                   validation_inputs: Callable[[Fold], np.ndarray] | None = None) -> CrossValidation:
+                   validation_inputs: Callable[[Fold], np.ndarray] | None = None,
+                   checkpoints: Path | None = None) -> CrossValidation:
     """Trains ``build()`` on every fold (``executions`` seeds each) and scores the mean curve.
 
     ``fit(model, fold, epochs=, callbacks=, verbose=)`` must return a Keras History. With ``validation_inputs``
-    (a fold's validation inputs), the out-of-fold probabilities at the chosen epoch come back too.
+    (a fold's validation inputs), the out-of-fold probabilities at the chosen epoch come back too. With
+    ``checkpoints`` (a folder kept for this candidate), each finished fold is written there and a later call reads
+    it back instead of training it again: an attempt that died, or a trial moved to another worker, loses at most
+    the fold it was in. A fold trains the same whether or not the folds before it ran (each starts from its own
+    seed's state), so the result is the uninterrupted one.
     """
     import keras
 
-    histories, predictions, shared = [], [], None
+    histories, predictions, shared, resumed = [], [], None, 0
     rows = max(len(fold.validation) for fold in folds)  # every fold predicted at one shape: traced once
     for execution in range(executions):
         for index, fold in enumerate(folds):
+            checkpoint = Path(checkpoints) / f"fold-{execution}-{index}.npz" if checkpoints is not None else None
+            read = _read_fold(checkpoint) if checkpoint is not None and checkpoint.exists() else None
+            if read is not None:
+                history, epoch_predictions = read
+                histories.append(history)
+                predictions += [epoch_predictions] if validation_inputs else []
+                resumed += 1
+                continue
             keras.utils.set_random_seed(seed + 1000 * execution + index)
             model = build()  # this fold's initial weights and dropout seeds
             shared = shared or _TracedModel(model)
@@ -97,6 +111,8 @@ def cross_validate(build: Callable, fit: Callable, folds: list[Fold], *, epochs:
             histories.append(fit(shared.starting_as(model), fold, epochs=epochs, callbacks=callbacks() + recorder,
                                  verbose=0).history)
             predictions += [r.epochs for r in recorder]
+            if checkpoint is not None:
+                _write_fold(checkpoint, histories[-1], recorder[0].epochs if recorder else None)
     curves = _mean_curves(histories)
     if objective not in curves:
         raise ValueError(f"Expected the objective {objective!r} among the training metrics. "
@@ -106,7 +122,33 @@ def cross_validate(build: Callable, fit: Callable, folds: list[Fold], *, epochs:
     fold_scores = [float(np.pad(h[keras_objective], (0, epoch + 1), mode="edge")[epoch]) for h in histories]
     out_of_fold = OutOfFold.at_epoch(folds, predictions, epoch) if predictions else None
     return CrossValidation({k: [float(v) for v in values] for k, values in curves.items()}, epoch,
-                           float(curves[objective][epoch]), fold_scores, objective, out_of_fold)
+                           float(curves[objective][epoch]), fold_scores, objective, out_of_fold, resumed)
+
+
+def _write_fold(path: Path, history: dict[str, list[float]], epoch_predictions: list[np.ndarray] | None) -> None:
+    """One finished fold (its Keras history, its validation probabilities after every epoch), written whole or not
+    at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {f"history.{name}": np.asarray(values, np.float64) for name, values in history.items()}
+    if epoch_predictions is not None:
+        arrays["predictions"] = np.stack(epoch_predictions)
+    partial = path.with_name(path.name + ".partial.npz")
+    np.savez(partial, **arrays)
+    os.replace(partial, path)
+
+
+def _read_fold(path: Path) -> tuple[dict[str, list[float]], list[np.ndarray] | None] | None:
+    """A finished fold written by :func:`_write_fold`; None (the fold trains again) when it cannot be read."""
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            history = {name.removeprefix("history."): [float(v) for v in stored[name]]
+                       for name in stored.files if name.startswith("history.")}
+            epoch_predictions = list(stored["predictions"]) if "predictions" in stored.files else None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    return history, epoch_predictions
 
 
 @dataclass(frozen=True)

@@ -56,12 +56,17 @@ RECORDED = ("COMPLETED", "FAILED")  # KerasTuner trial statuses of a trial that 
 ENDED = (*RECORDED, "INVALID")  # after a result was recorded (INVALID: waiting for a retry)
 LOST_STATUS = "LOST"  # a lost attempt's MLflow run status tag (videoclf.tracking.STATUS_TAG)
 LEASES_FILE = "leases.json"  # the chief's book, in the tuner's project folder
+SEARCH_OVER_FILE = "search_over"  # left in the project folder by a chief that served its whole budget
 SERVER_THREADS = 8
 RECONNECT_SECONDS = 600.0  # how long a worker's call waits for a chief that stopped answering  # answers at once (the oracle's own methods still run one at a time)
 
 
 class LeaseLost(Exception):
     """This worker's attempt at a trial lost its lease: another worker runs the trial now."""
+
+
+class SearchOver(Exception):
+    """No chief answers and the last one left word that the search is over: this worker has nothing to wait for."""
 
 
 @dataclass
@@ -85,6 +90,7 @@ class LeaseBook:
     lost_log: list = field(default_factory=list)  # what was declared lost or refused (for the console and tests)
     path: str | None = None  # where the book is kept (leases.json in the project folder), for a restarted chief
     stopped: set = field(default_factory=set)  # workers told the search is over
+    restarted_at: float | None = None  # chief clock when a restarted chief took its book back (resume)
 
     def __post_init__(self):
         self._lock = threading.Lock()
@@ -97,6 +103,8 @@ class LeaseBook:
         """Whether every worker heard from within its lease was told the search is over (a restarted chief knows an
         idle worker only by its heartbeats: it must not leave that worker calling a chief that is gone)."""
         now = self.clock()
+        if self.restarted_at is not None and now - self.restarted_at <= self.lease_seconds:
+            return False  # a restarted chief hears every live worker (their heartbeats) within a lease first
         with self._lock:
             return all(tuner_id in self.stopped or now - last > self.lease_seconds
                        for tuner_id, last in self.seen.items())
@@ -111,11 +119,13 @@ class LeaseBook:
         KerasTuner's reload put it in), with a fresh lease; returns those trials."""
         from keras_tuner.src.engine import trial as trial_module
 
+        _mend_display(self.oracle)
         if not self.path or not os.path.exists(self.path):
             return []
         with open(self.path) as fh:
             state = json.load(fh)
         oracle, now, kept = self.oracle, self.clock(), []
+        self.restarted_at = now
         for trial_id in list(oracle._retry_queue):  # ended before the kill, saved as ended only in its trial file
             if oracle.trials[trial_id].status in RECORDED:
                 oracle._retry_queue.remove(trial_id)
@@ -247,6 +257,16 @@ class LeaseBook:
         print(line, flush=True)
 
 
+def _mend_display(oracle) -> None:
+    """KerasTuner's display notes a trial's start and number only after ``create_trial`` saved the state: a chief
+    killed before the next save reloads without them, and ending that trial would raise ``KeyError`` inside the
+    oracle's lock. Its number is its place in ``start_order``, as KerasTuner counts; its start, now."""
+    display, now = oracle._display, datetime.datetime.now()
+    for number, trial_id in enumerate(oracle.start_order, 1):
+        display.trial_start.setdefault(trial_id, now)
+        display.trial_number.setdefault(trial_id, number)
+
+
 def write_atomically(path: str, text: str) -> None:
     """``text`` into ``path`` whole or not at all: a temporary file beside it, fsynced, then renamed over it."""
     partial = f"{path}.{os.getpid()}.partial"
@@ -368,9 +388,9 @@ def serve(oracle, book: LeaseBook, address: str, poll_seconds: float = 0.5) -> N
     from keras_tuner.src.distribute.oracle_chief import exit_chief
 
     save_atomically(oracle)
-    # KerasTuner's display notes a trial's start only after saving the state: after a restart a trial may have none,
-    # and ending it would raise (KeyError) inside the oracle's lock
-    oracle._display.trial_start = collections.defaultdict(datetime.datetime.now, oracle._display.trial_start)
+    over_file = os.path.join(oracle._project_dir, SEARCH_OVER_FILE)
+    if os.path.exists(over_file):  # served again (more trials to run): workers must wait for this chief
+        os.remove(over_file)
     book.resume()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=SERVER_THREADS))
     servicer = leased_servicer(oracle, book)
@@ -381,10 +401,20 @@ def serve(oracle, book: LeaseBook, address: str, poll_seconds: float = 0.5) -> N
         while True:
             time.sleep(poll_seconds)
             book.reap()
-            if servicer.stop_triggered and exit_chief(oracle) and book.everyone_told():
+            # a restarted chief whose workers were told to stop before it died hears from none: it ends a lease later
+            done = servicer.stop_triggered or (book.restarted_at is not None and budget_done(oracle))
+            if done and exit_chief(oracle) and book.everyone_told():
                 break
     finally:
         server.stop(grace=5)
+    write_atomically(over_file, "the chief served its whole budget; a worker started now has nothing to run\n")
+
+
+def budget_done(oracle) -> bool:
+    """Every trial of ``max_trials`` recorded: a chief restarted after its workers were told to stop (and left)
+    would otherwise wait for a worker to ask before ending."""
+    with_budget = bool(oracle.max_trials) and len(oracle.trials) >= oracle.max_trials
+    return with_budget and not oracle._retry_queue and all(t.status in RECORDED for t in oracle.trials.values())
 
 
 class _Details(collections.namedtuple("_Details", ("method", "timeout", "metadata", "credentials",
@@ -396,8 +426,9 @@ class LeaseHolder(grpc.UnaryUnaryClientInterceptor):
     """The worker's side: stamps every call with its tuner id, trial and attempt; keeps the attempt the chief
     gave; notes a lost lease from any answer; and beats while the worker lives."""
 
-    def __init__(self, tuner_id: str, lease_seconds: float):
+    def __init__(self, tuner_id: str, lease_seconds: float, over_file: str | None = None):
         self.tuner_id, self.lease_seconds = tuner_id, lease_seconds
+        self.over_file = over_file  # the chief's word that the search is over (SEARCH_OVER_FILE)
         self.trial_id: str | None = None
         self.attempt: int | None = None
         self.lost = False
@@ -414,9 +445,11 @@ class LeaseHolder(grpc.UnaryUnaryClientInterceptor):
 
     def intercept_unary_unary(self, continuation, details, request):
         heartbeat = any(key == HEARTBEAT_KEY for key, _ in details.metadata or ())
+        # not gRPC's wait_for_ready (KerasTuner asks for it, up to an hour a call): this loop waits for the chief
+        # itself, bounded, saying so, and noticing when the search is over
         stamped = _Details(details.method, details.timeout, list(details.metadata or ()) + self.stamps()
-                           if not heartbeat else list(details.metadata), details.credentials,
-                           details.wait_for_ready, details.compression)
+                           if not heartbeat else list(details.metadata), details.credentials, False,
+                           details.compression)
         deadline = time.monotonic() + RECONNECT_SECONDS
         while True:
             call = continuation(stamped, request)
@@ -428,6 +461,9 @@ class LeaseHolder(grpc.UnaryUnaryClientInterceptor):
                 # chief had recorded is recognised as sent twice), within RECONNECT_SECONDS
                 if heartbeat or exc.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
                     return call
+                if self.over_file and os.path.exists(self.over_file):
+                    raise SearchOver(f"worker {self.tuner_id}: no chief answers and the search is over "
+                                     f"({self.over_file}); nothing left to run") from None
                 self._chief_away()
                 time.sleep(1.0)
                 continue
@@ -491,14 +527,12 @@ class LeaseHolder(grpc.UnaryUnaryClientInterceptor):
             self._chief_back()
 
 
-def hold_leases(client, lease_seconds: float) -> LeaseHolder:
+def hold_leases(client, lease_seconds: float, over_file: str | None = None) -> LeaseHolder:
     """Fits a worker's KerasTuner ``OracleClient`` with a :class:`LeaseHolder` (its calls stamped, its heartbeats
-    started); returns the holder."""
-    import os
-
+    started; ``over_file``: where the chief says the search is over); returns the holder."""
     from keras_tuner.src import protos
 
-    holder = LeaseHolder(client.tuner_id, lease_seconds)
+    holder = LeaseHolder(client.tuner_id, lease_seconds, over_file)
     address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
     client.stub = protos.get_service_grpc().OracleStub(grpc.intercept_channel(grpc.insecure_channel(address),
                                                                               holder))

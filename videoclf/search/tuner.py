@@ -12,6 +12,7 @@ and workers hold them (``videoclf.search.leases``).
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -21,8 +22,10 @@ import keras_tuner as kt
 from videoclf.config import Config
 from videoclf.dataset import Fold
 from videoclf.search.crossval import OUT_OF_FOLD_FILE, OUT_OF_FOLD_TABLE, cross_validate
-from videoclf.search.leases import LEASES_FILE, LeaseBook, hold_leases, serve
+from videoclf.search.leases import LEASES_FILE, RECORDED, SEARCH_OVER_FILE, LeaseBook, SearchOver, hold_leases, serve
 from videoclf.tracking import NullTracker, SearchTracker
+
+FOLD_CHECKPOINTS = "folds"  # a trial directory's folder of finished folds (cross_validate's checkpoints)
 
 
 class CrossValidatedTuner:
@@ -38,7 +41,8 @@ class CrossValidatedTuner:
         self.lease_seconds, self.trial_attempts = lease_seconds, trial_attempts
         self.trial_timeout, self.trial_progress_timeout = trial_timeout, trial_progress_timeout
         # a worker holds leases on its trials; the chief keeps the book (search())
-        self.lease = hold_leases(self.oracle, lease_seconds) if isinstance(self.oracle, OracleClient) else None
+        self.lease = hold_leases(self.oracle, lease_seconds, str(Path(self.project_dir) / SEARCH_OVER_FILE)) \
+            if isinstance(self.oracle, OracleClient) else None
         self.folds = folds
         self.classes = classes
         self.epochs = epochs
@@ -48,6 +52,7 @@ class CrossValidatedTuner:
         self.tracker = tracker
         self.max_trials_hint = max_trials_hint
         self.trial_seconds: dict[str, float] = {}
+        self._checkpoints: Path | None = None  # the running trial's finished folds (_fold_checkpoints)
         self.tracking_seconds = 0.0  # time spent in MLflow calls during trials
 
     def _track(self, call, *args) -> None:
@@ -72,6 +77,9 @@ class CrossValidatedTuner:
         if not distribute.is_chief_oracle():
             try:
                 return super().search(*args, **kwargs)
+            except SearchOver as over:  # started (or back) after its chief served the whole budget
+                print(over, flush=True)
+                return None
             finally:
                 if self.lease is not None:
                     self.lease.stop_beating()
@@ -93,18 +101,36 @@ class CrossValidatedTuner:
             weights[:] = [model.count_params()]
             return model
 
+        epochs = int(hp.values.get("tuner/epochs", self.epochs))
+        checkpoints = self._fold_checkpoints(trial.trial_id, hp.values, epochs)
         result = cross_validate(
             build,
             lambda model, fold, **fit_kwargs: self.hypermodel.fit(hp, model, fold.train, fold.validation,
                                                                    **fit_kwargs),
-            self.folds, epochs=int(hp.values.get("tuner/epochs", self.epochs)), objective=self.oracle.objective.name,
+            self.folds, epochs=epochs, objective=self.oracle.objective.name,
             seed=self.trial_seed, executions=self.executions, callbacks=self._callbacks,
-            validation_inputs=lambda fold: self.hypermodel.validation_inputs(hp, fold.validation))
+            validation_inputs=lambda fold: self.hypermodel.validation_inputs(hp, fold.validation),
+            checkpoints=checkpoints)
+        if result.resumed_folds:
+            print(f"trial {trial.trial_id}: {result.resumed_folds} of {len(self.folds) * self.executions} folds read "
+                  f"back from an earlier attempt ({checkpoints})", flush=True)
         if self.lease is not None:
             self.lease.check()  # a lost attempt logs nothing more
         self._track(self.tracker.trial_curves, trial.trial_id, result.curves, result.fold_scores)
         self._keep_out_of_fold(trial.trial_id, result.out_of_fold)
         return {**result.metrics(), "n_weights": float(weights[0])}
+
+    def _fold_checkpoints(self, trial_id: str, values: dict, epochs: int) -> Path:
+        """Where this trial's finished folds wait for a later attempt (another worker's, or this search resumed):
+        its trial directory on the shared tuning folder, keyed by what the folds' training depends on."""
+        import hashlib
+        import json
+
+        key = json.dumps({"values": values, "epochs": epochs, "seed": self.trial_seed, "executions": self.executions,
+                          "folds": [len(f.validation) for f in self.folds]}, sort_keys=True, default=str)
+        self._checkpoints = Path(self.get_trial_dir(trial_id)) / \
+            f"{FOLD_CHECKPOINTS}-{hashlib.blake2b(key.encode(), digest_size=6).hexdigest()}"
+        return self._checkpoints
 
     def _keep_out_of_fold(self, trial_id: str, out_of_fold) -> None:
         """The trial's out-of-fold probabilities: in its trial directory (the chief's selection reads them there,
@@ -139,6 +165,8 @@ class CrossValidatedTuner:
             if lease is not None:
                 lease.ended()
             trial = self.oracle.get_trial(trial.trial_id)
+            if self._checkpoints is not None and str(trial.status) in RECORDED:  # never run again: folds not needed
+                shutil.rmtree(self._checkpoints, ignore_errors=True)
             self._track(self.tracker.trial_ended, trial.trial_id, str(trial.status), trial.score,
                         best_epoch_of(trial), trial.message)
             self.trial_seconds[trial.trial_id] = time.perf_counter() - self._trial_clock
