@@ -13,6 +13,38 @@ def test_ships_the_three_named_configs():
     assert {p.name for p in SHIPPED} >= {"demo.yaml", "ucf101_top5.yaml", "seed_baseline.yaml"}
 
 
+def test_shipped_configs_load_by_name_from_any_folder(tmp_path, monkeypatch):
+    """Outside the repository `--config demo` (or experiments/demo.yaml, the default) reads the shipped file; a name
+    that is nowhere is one error listing what is shipped."""
+    from videoclf.config import shipped_configs
+
+    monkeypatch.chdir(tmp_path)
+    assert {p.stem for p in SHIPPED} <= set(shipped_configs())
+    for name in ("demo", "demo.yaml", "experiments/demo.yaml", None):
+        assert load_config(name) == load_config(REPO / "experiments" / "demo.yaml")
+    with pytest.raises(ConfigError, match=r"Config file not found: nope .*Shipped configs.*demo.*videoclf init"):
+        load_config("nope")
+
+
+def test_init_copies_a_shipped_config_here_and_never_overwrites(tmp_path):
+    from conftest import run_cli
+
+    made = run_cli(["init", "photo_motion"], tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert (tmp_path / "photo_motion.yaml").read_text() == (REPO / "experiments/photo_motion.yaml").read_text()
+    again = run_cli(["init", "photo_motion"], tmp_path)
+    assert again.returncode == 2 and "exists" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_every_package_folder_is_in_the_installed_list():
+    """pyproject.toml lists its packages (experiments/ is mapped into one): a new subpackage must be listed too."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "videoclf").rglob("__init__.py")}
+    assert listed == folders | {"videoclf.experiments"}
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_every_shipped_config_loads(path):
     config = load_config(path)

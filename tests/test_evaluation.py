@@ -1,19 +1,24 @@
 """Test-split numbers and report images: intervals, calibration, curves with one line per trial."""
 
 import numpy as np
+import pytest
 
-from videoclf.evaluation import (bootstrap_interval, evaluate_probabilities, expected_calibration_error,
+from videoclf.evaluation import (accuracy_interval, evaluate_probabilities, expected_calibration_error,
                                  training_curves_figure)
 
 
-def test_bootstrap_interval_brackets_the_accuracy_and_narrows_with_more_videos():
+def test_accuracy_interval_brackets_the_accuracy_narrows_with_more_videos_and_stays_honest_on_few():
     rng = np.random.default_rng(0)
     small = rng.random(40) < 0.7
     large = rng.random(4000) < 0.7
-    low, high = bootstrap_interval(small)
+    low, high = accuracy_interval(small)
     assert low <= small.mean() <= high and 0.15 < high - low < 0.4
-    big_low, big_high = bootstrap_interval(large)
+    big_low, big_high = accuracy_interval(large)
     assert big_high - big_low < (high - low) / 5
+    # a perfect score on 12 videos is not certainty (a bootstrap said [1.000, 1.000]): Wilson's known values
+    assert accuracy_interval(np.ones(12, bool)) == pytest.approx((0.7575, 1.0), abs=1e-4)
+    assert accuracy_interval(np.zeros(12, bool)) == pytest.approx((0.0, 0.2425), abs=1e-4)
+    assert accuracy_interval(np.r_[np.ones(7), np.zeros(3)]) == pytest.approx((0.3968, 0.8922), abs=1e-4)
 
 
 def test_calibration_error_is_zero_when_confidence_matches_accuracy_and_large_when_overconfident():
@@ -66,3 +71,35 @@ def test_hyperparameter_importance_finds_what_drives_the_score_and_says_when_tri
     few = hyperparameter_importance(trials.head(3))
     assert isinstance(few, str) and "too few" in few
 
+
+
+def test_mistakes_list_the_misclassified_clips_most_confident_first_with_their_frames(tmp_path):
+    """Each wrong clip: true and predicted class, confidence, p(true), every class; logged with a strip of its
+    frames to a real MLflow store (a clip that no longer decodes gets a blank strip, not an error)."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    from conftest import write_video
+    from videoclf.mistakes import MISTAKES_TABLE, STRIP_FRAMES, STRIP_SIZE, log_mistakes, mistakes
+
+    paths = [str(write_video(tmp_path / f"v{i}.avi", 12, seed=i)) for i in range(3)] + [str(tmp_path / "gone.avi")]
+    labels = np.array([0, 1, 1, 0])
+    probabilities = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.3, 0.7]])  # v1 and gone.avi are wrong
+    table = mistakes(paths, labels, probabilities, ("a", "b"))
+    assert list(table.video) == [paths[3], paths[1]]  # 0.7 confident before 0.6
+    assert list(table.columns) == ["video", "true", "predicted", "confidence", "p_true", "p_a", "p_b"]
+    assert list(table.true) == ["a", "b"] and list(table.predicted) == ["b", "a"] and list(table.p_true) == [0.3, 0.4]
+    assert len(mistakes(paths, labels, probabilities, ("a", "b"), most=1)) == 1
+    assert mistakes(paths, labels, np.eye(2)[labels], ("a", "b")).empty
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.create_run(client.create_experiment("x", artifact_location=str(tmp_path / "artifacts")))
+    assert log_mistakes(client, run.info.run_id, table) == 2
+    logged = json.loads((tmp_path / "artifacts" / run.info.run_id / "artifacts" / MISTAKES_TABLE).read_text())
+    assert [row[0] for row in logged["data"]] == ["gone.avi", "v1.avi"] and logged["columns"][1] == "frames"
+    from PIL import Image
+
+    strips = [Image.open(tmp_path / "artifacts" / run.info.run_id / "artifacts" / row[1]["filepath"])
+              for row in logged["data"]]
+    assert all(strip.size == (STRIP_SIZE * STRIP_FRAMES, STRIP_SIZE) for strip in strips)
+    assert np.asarray(strips[0]).max() == 0 and np.asarray(strips[1]).max() > 0  # gone: blank; v1: its frames

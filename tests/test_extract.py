@@ -10,7 +10,7 @@ import pytest
 
 from videoclf.config import load_config
 from videoclf.data.videos import split_videos
-from videoclf.dataset import load_split
+from videoclf.dataset import check_csvs, load_split
 from videoclf.search.prepare import prepare
 from videoclf.errors import CacheError, DataError
 from videoclf.features.cache import open_cache
@@ -83,7 +83,30 @@ def test_bad_videos_are_reported_and_skipped(tmp_path, make_config, capsys):
     extract_videos(config, split_videos(config, "train")[0], resolve_weights(config.extractor), progress=False)
     capsys.readouterr()
     load_split(config, "train", resolve_weights(config.extractor))  # missing and undecodable, counted apart
-    assert "train: leaving out 1 missing video and 1 undecodable video (reasons in" in capsys.readouterr().out
+    assert "train: leaving out 1 missing video and 1 undecodable video: empty.avi, gone.avi (reasons in" in \
+        capsys.readouterr().out
+
+
+def test_missing_or_undecodable_videos_stop_the_job_by_default_all_named(tmp_path, make_config):
+    """By default a CSV row whose file is missing stops the job before any work, every such file named with the
+    fix; an undecodable one stops it once extraction finds it, named with its reason."""
+    root = tmp_path / "data"
+    rows = write_dataset(root, n=4)
+    write_csv(root / "train.csv", rows + [("gone.avi", "C0"), ("lost.avi", "C1")])
+    config = load_config(make_config())
+    with pytest.raises(DataError) as refused:
+        check_csvs(config)
+    message = str(refused.value)
+    assert "train.csv lists 2 videos that cannot be found:" in message
+    assert str(root / "gone.avi") in message and str(root / "lost.avi") in message
+    assert "cache.max_bad_fraction=0.34 to leave them out" in message  # 2 of 6
+    check_csvs(load_config(make_config(), ["cache.max_bad_fraction=0.34"]))  # allowed: left out later, named
+    (root / "broken.avi").write_bytes(b"not a video")
+    write_csv(root / "train.csv", rows + [("broken.avi", "C0")])
+    check_csvs(config)  # every listed file is there
+    with pytest.raises(DataError) as refused:
+        extract_videos(config, split_videos(config, "train")[0], resolve_weights(config.extractor), progress=False)
+    assert "broken.avi (" in str(refused.value) and "cache.max_bad_fraction=0.2 to leave" in str(refused.value)
 
 
 def test_no_usable_video_fails(tmp_path, make_config):

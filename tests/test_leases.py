@@ -181,3 +181,13 @@ def test_a_restarted_chief_gives_running_trials_back_to_their_workers(tmp_path, 
     assert restarted.trials[trial.trial_id].status == "COMPLETED" and "tuner0" not in restarted.ongoing_trials
     assert budget_done(restarted)  # a chief restarted now ends though no worker is left to ask for a trial
     assert not list((tmp_path / "leases").rglob("*.partial"))  # every write landed whole
+
+
+def test_conditional_hyperparameters_cross_the_wire_without_printing(capsys):
+    """KerasTuner 1.4.8 printed a conditional hyperparameter's parent value whenever it was sent over gRPC."""
+    from keras_tuner.src.engine import conditions
+
+    import videoclf.search.leases  # noqa: F401 - importing it silences that print
+
+    assert conditions.Parent("family", ["gru"]).to_proto() is not None
+    assert capsys.readouterr().out == ""

@@ -50,6 +50,9 @@ def test_predict_command_prints_sorted_probabilities_and_writes_a_gif(searched, 
                    "--csv", "p.csv"],
                   tmp_path, {"MLFLOW_TRACKING_URI": searched["uri"]})
     assert result.returncode == 0, result.stderr[-3000:]
+    trained_on = (searched["root"] / "data").resolve()
+    assert result.stdout.splitlines()[0].startswith(  # which model answers, first
+        f"model: videoclf-test version 1 ({MODEL}), trained on {trained_on}; classes: ")
     lines = [line for line in result.stdout.splitlines() if line.startswith("  ")]
     percents = [float(line.rsplit(":", 1)[1].strip().rstrip("%")) for line in lines]
     assert len(percents) == 5 and percents == sorted(percents, reverse=True)
@@ -63,6 +66,14 @@ def test_predict_command_prints_sorted_probabilities_and_writes_a_gif(searched, 
         total += gif.info["duration"]
     assert total == 4 * 100  # the model's 4 frames at 10 fps
     assert (tmp_path / "p.csv").read_text().startswith("video_path,")
+    mine = tmp_path / "mine"  # the user's own data, named from a folder without a config file
+    mine.mkdir()
+    (mine / "train.csv").write_text("video_name,tag\na.avi,x\n")
+    other = run_cli(["predict", str(video), "--model", MODEL, "--set", f"data.root={mine}"], tmp_path,
+                    {"MLFLOW_TRACKING_URI": searched["uri"]})
+    assert other.returncode == 0, other.stderr[-3000:]
+    assert f"warning: {MODEL} was trained on {trained_on}, not on {mine} (data.root)" in other.stdout
+    assert "models:/videoclf-mine@champion" in other.stdout  # the model `tune` would register for that folder
 
 
 def test_long_videos_warn_and_predict_over_time_windows(searched, tmp_path):
@@ -97,6 +108,7 @@ def test_predict_without_a_model_is_one_clear_error(tmp_path):
     result = run_cli(["predict", "x.avi"], tmp_path, {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'empty.db'}"})
     assert result.returncode == 2 and "Cannot load model" in result.stderr
     assert "Traceback" not in result.stderr
+    assert not list(tmp_path.iterdir())  # a failed command writes nothing (no empty store, no lock file)
 
 
 def test_evaluate_reproduces_the_tune_test_accuracy(searched):
@@ -109,6 +121,19 @@ def test_evaluate_reproduces_the_tune_test_accuracy(searched):
     runs = client.search_runs([experiment.experiment_id], "tags.videoclf_role = 'evaluation'")
     assert len(runs) == 1 and runs[0].data.tags["model_version"] == searched["result"].registration.version
     assert runs[0].data.metrics["test_accuracy"] == pytest.approx(logged, abs=1e-9)
+    # the clips it gets wrong, to look at: the same on the search's parent run and on the evaluation run
+    tested = len(searched["result"].final.registered.labels)
+    wrong = round((1 - logged) * tested)
+    for run_id in (searched["result"].parent_run_id, runs[0].info.run_id):
+        listed = [a.path for a in client.list_artifacts(run_id, "evaluation")]
+        if wrong:
+            table = json.loads(Path(client.download_artifacts(run_id, "evaluation/mistakes.json")).read_text())
+            assert len(table["data"]) == wrong and table["columns"][:4] == ["video", "frames", "true", "predicted"]
+        else:
+            assert "evaluation/mistakes.json" not in listed
+    description = client.get_run(searched["result"].parent_run_id).data.tags["mlflow.note.content"]
+    assert f"Misclassified test clips: {wrong} of {tested}" in description
+    assert "The alias 'champion' moves" in client.get_registered_model("videoclf-test").description
 
 
 CHROMIUM = Path("/usr/bin/chromium")

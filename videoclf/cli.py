@@ -17,7 +17,8 @@ from videoclf.errors import VideoclfError
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
-                        help=f"experiment YAML (default: {DEFAULT_CONFIG})")
+                        help=f"experiment YAML, or a shipped config's name from any folder (demo, photo_motion, "
+                             f"...; default: {DEFAULT_CONFIG})")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set tuning.max_trials=3 (repeatable)")
 
@@ -28,11 +29,40 @@ def _config(args: argparse.Namespace, extra: list[str] | None = None, optional: 
     from videoclf.data.ensure import for_own_data
 
     overrides = list(args.overrides) + (extra or [])
-    if optional and args.config == DEFAULT_CONFIG and not DEFAULT_CONFIG.is_file():
-        args.own_data = None
-        return load_config(None, overrides, defaults_only=True)
+    if optional and args.config == DEFAULT_CONFIG and not _config_found(args.config):
+        config, args.own_data = for_own_data(load_config(None, overrides, defaults_only=True), defaults=True)
+        return config
     config, args.own_data = for_own_data(load_config(args.config, overrides))
     return config
+
+
+def _config_found(path: Path) -> bool:
+    from videoclf.config import config_path
+    from videoclf.errors import ConfigError
+
+    try:
+        config_path(path)
+    except ConfigError:
+        return False
+    return True
+
+
+def cmd_init(args: argparse.Namespace) -> None:
+    """Copies a shipped config here to start from."""
+    import shutil
+
+    from videoclf.config import shipped_configs
+
+    shipped = shipped_configs()
+    name = Path(args.name).stem
+    if name not in shipped:
+        raise VideoclfError(f"No shipped config named {args.name!r}. Shipped: {', '.join(shipped)}.")
+    target = args.to or Path(f"{name}.yaml")
+    if target.exists():
+        raise VideoclfError(f"{target} exists; pass --to with another path (nothing was overwritten).")
+    shutil.copyfile(shipped[name], target)
+    print(f"{target}: a copy of the shipped '{name}' config; edit it (data.root: your folder of videos with "
+          f"train.csv and test.csv), then run: videoclf tune --config {target}")
 
 
 def _quiet_tensorflow() -> None:
@@ -143,7 +173,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
     config = _config(args, optional=True)  # TensorFlow is imported only if the model needs it (a GPU, an old model)
     from videoclf.registered.use import default_model_uri, predict_videos
 
-    predict_videos(args.videos, args.model or default_model_uri(config), args.gif, args.csv, args.window, args.stride)
+    predict_videos(args.videos, args.model or default_model_uri(config), args.gif, args.csv, args.window, args.stride,
+                   config)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -165,7 +196,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from videoclf.registered.server import serve
     from videoclf.registered.use import default_model_uri
 
-    serve(args.model or default_model_uri(config), serving)
+    serve(args.model or default_model_uri(config), serving, config)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     ucf.add_argument("--split", type=int, default=1, choices=(1, 2, 3))
     ucf.add_argument("--out", type=Path, help="where to write the CSVs (default: ROOT)")
     ucf.set_defaults(func=cmd_data_ucf101)
+
+    init = commands.add_parser("init", help="copy a shipped experiment config here to start from")
+    init.add_argument("name", nargs="?", default="demo", help="demo, photo_motion, ucf101_top5, ... (default: demo)")
+    init.add_argument("--to", type=Path, help="where to write it (default: ./NAME.yaml)")
+    init.set_defaults(func=cmd_init)
 
     extract = commands.add_parser("extract", help="fill the feature cache for the config's splits")
     _common(extract)

@@ -16,6 +16,7 @@ from videoclf.errors import ConfigError
 from videoclf.features.views import MAX_VIEWS
 
 DEFAULT_CONFIG = Path("experiments/demo.yaml")
+SHIPPED_PACKAGE = "videoclf.experiments"  # experiments/, installed with the package (pyproject.toml's package-dir)
 AUTO_CV_BELOW = 1000  # training videos under which `cv_folds: auto` cross-validates
 
 
@@ -142,7 +143,9 @@ class CacheConfig(_Section):
 
     dir: Path = Path("features_cache")
     dtype: Literal["float16", "float32"] = "float16"
-    max_bad_fraction: float = Field(0.1, ge=0.0, le=1.0)
+    # videos a CSV lists that are missing or undecodable: 0 (default) stops the job naming them all; a fraction
+    # leaves up to that many out, named on the console and in bad_videos.csv
+    max_bad_fraction: float = Field(0.0, ge=0.0, le=1.0)
 
 
 class FloatRange(_Section):
@@ -432,13 +435,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     ``defaults_only`` starts from the built-in defaults instead of a file.
     """
     if defaults_only:
+        given = parse_overrides(overrides)
         try:
-            return Config.model_validate(parse_overrides(overrides))
+            config = Config.model_validate(given)
         except ValidationError as exc:
             raise ConfigError(_describe(exc, f"(defaults) with overrides {overrides}")) from None
-    path = Path(path) if path else DEFAULT_CONFIG
-    if not path.is_file():
-        raise ConfigError(f"Config file not found: {path}. Pass --config with a file from experiments/.")
+        config._set_keys = frozenset(_dotted(given))
+        return config
+    path = config_path(path)
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -465,6 +469,34 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             "test.csv (columns video_name,tag) and the videos; to generate a data set there instead, create the "
             "folder first.")
     return config
+
+
+def shipped_configs() -> dict[str, Path]:
+    """The experiment configs the package carries, by name (``demo``, ``photo_motion``, ...): ``experiments/`` as
+    installed (``videoclf.experiments``), or beside the package in a checkout that is not installed."""
+    import importlib.resources
+
+    try:
+        folder = Path(str(importlib.resources.files(SHIPPED_PACKAGE)))
+    except ModuleNotFoundError:
+        folder = Path(__file__).resolve().parents[1] / "experiments"
+    return {file.stem: file for file in sorted(folder.glob("*.yaml"))} if folder.is_dir() else {}
+
+
+def config_path(given: str | Path | None) -> Path:
+    """The file a command reads: ``given`` where it exists; else a shipped config of that name (``demo``,
+    ``demo.yaml`` or ``experiments/demo.yaml``), so every command works from any folder as it does in the
+    repository. Raises one :class:`ConfigError` naming where it looked and what is shipped."""
+    path = Path(given) if given else DEFAULT_CONFIG
+    if path.is_file():
+        return path
+    shipped = shipped_configs()
+    if path.parent in (Path("."), Path("experiments")) and path.suffix in ("", ".yaml", ".yml") and \
+            path.stem in shipped:
+        return shipped[path.stem]
+    raise ConfigError(f"Config file not found: {path} (from {Path.cwd()}). Shipped configs, usable by name from any "
+                      f"folder: {', '.join(shipped) or 'none found'} (e.g. --config demo); `videoclf init NAME` copies "
+                      "one here to edit.")
 
 
 def _dotted(tree: dict[str, Any], prefix: str = "") -> list[str]:

@@ -19,13 +19,13 @@ import numpy as np
 from videoclf.config import Config
 from videoclf.console import plural
 from videoclf.data.table import group_id
-from videoclf.data.videos import split_rows
+from videoclf.data.videos import allowance, split_rows, too_many_bad
 from videoclf.errors import CacheError, DataError
 from videoclf.features.cache import open_cache, open_motion_cache
 from videoclf.features.backbones import WeightsSource
 from videoclf.features.sample import derive_sequences
 from videoclf.features.views import views
-from videoclf.streams import stream_sequences
+from videoclf.streams import APPEARANCE, stream_sequences
 
 
 class RowsMissing(CacheError):
@@ -77,7 +77,7 @@ class SplitData:
     def sequences(self, length: int) -> np.ndarray:
         """``(N, length, D)`` float32 sequences sliced from the cache (zero-padded, so masked): the appearance
         stream's input, cut once per length."""
-        return self.inputs(length, "appearance")
+        return self.inputs(length, APPEARANCE)
 
     def arrays(self, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(features (N, length, D) float32, mask (N, length) bool, labels (N,))``."""
@@ -86,14 +86,14 @@ class SplitData:
         features, mask = self._by_length[length]
         return features.astype(np.float32), mask, self.labels
 
-    def inputs(self, length: int, stream: str = "appearance") -> np.ndarray:
+    def inputs(self, length: int, stream: str = APPEARANCE) -> np.ndarray:
         """``(N, length, width)`` float32: the model's input for ``stream`` (videoclf.streams), kept per length."""
         if (length, stream) not in self._inputs:
             self._inputs[(length, stream)] = stream_sequences(stream, length, self.cached_frames, self.features,
                                                               self.motion, self.motion_valid)
         return self._inputs[(length, stream)]
 
-    def training_inputs(self, length: int, stream: str = "appearance") -> tuple[np.ndarray, np.ndarray]:
+    def training_inputs(self, length: int, stream: str = APPEARANCE) -> tuple[np.ndarray, np.ndarray]:
         """``(inputs, labels)`` to train on: every view's inputs, one after the other (one view: :meth:`inputs`)."""
         if not self.views:
             return self.inputs(length, stream), self.labels
@@ -130,10 +130,13 @@ def vocabulary_for(config: Config, train_tags: list[str]) -> Vocabulary:
     return Vocabulary(tuple(sorted(set(train_tags))))
 
 
-def check_labels(config: Config) -> Vocabulary:
-    """The classes, and every test label checked against them, from the CSVs alone: a wrong label is refused before a
-    store is opened or a video extracted (``load_split`` applies the same rule to the cached rows)."""
-    tags = {split: split_rows(config, split)[1] for split in ("train", "test")}
+def check_csvs(config: Config) -> Vocabulary:
+    """The classes, every test label checked against them, and every listed file that is not there, from the CSVs
+    alone: a wrong label or missing files are refused before a store is opened or a video extracted (``load_split``
+    applies the same label rule to the cached rows; extraction the same file rule to undecodable videos)."""
+    rows = {split: split_rows(config, split) for split in ("train", "test")}
+    _refuse_missing_files(config, rows)
+    tags = {split: found[1] for split, found in rows.items()}
     if config.data.classes:
         wanted = set(config.data.classes)
         tags = {split: [t for t in values if t in wanted] for split, values in tags.items()}
@@ -144,6 +147,19 @@ def check_labels(config: Config) -> Vocabulary:
                         f"videos. Received: {listed}. Add videos or set data.classes.")
     vocabulary.encode(tags["test"], str(config.data.csv_path("test")))
     return vocabulary
+
+
+def _refuse_missing_files(config: Config, rows: dict) -> None:
+    """Files a CSV lists that are not there stop the job, all named, unless ``cache.max_bad_fraction`` lets that
+    many be left out (they are then named on the console as they are left out)."""
+    for split, (videos, tags, _) in rows.items():
+        wanted = [v for v, t in zip(videos, tags) if not config.data.classes or t in config.data.classes]
+        gone = [v for v in wanted if v.size < 0]
+        if gone and too_many_bad(len(gone), len(wanted), config.cache.max_bad_fraction):
+            raise DataError(
+                f"{config.data.csv_path(split)} lists {plural(len(gone), 'video')} that cannot be found: "
+                + ", ".join(str(v.path) for v in gone)
+                + ". Fix the names in the CSV or put the files there" + allowance(len(gone), len(wanted)))
 
 
 def load_split(config: Config, split: str, weights: WeightsSource, vocabulary: Vocabulary | None = None
@@ -166,7 +182,7 @@ def load_split(config: Config, split: str, weights: WeightsSource, vocabulary: V
         missing = each.absent_or_stale([videos[i] for i in usable])  # checksums are verified by read() below
         if missing:
             raise RowsMissing(each.path, split, [v.key for v in missing])
-    _say_left_out(split, [bad[v.key] for v in videos if v.key in bad], caches[0][0].path / "bad_videos.csv")
+    _say_left_out(split, {v.key: bad[v.key] for v in videos if v.key in bad}, caches[0][0].path / "bad_videos.csv")
     keys = [videos[i].key for i in usable]
     groups, grouping = _groups([videos[i].key for i in usable], [named_groups[i] for i in usable]
                                if named_groups else None)
@@ -199,13 +215,15 @@ def _groups(keys: list[str], named: list[str] | None) -> tuple[list[str], str]:
 NO_GROUPS = "none (every video is its own group)"
 
 
-def _say_left_out(split: str, reasons: list[str], report) -> None:
-    """Missing files and undecodable ones, counted apart."""
-    missing = sum(reason.endswith("file not found") for reason in reasons)
+def _say_left_out(split: str, left_out: dict[str, str], report, named: int = 10) -> None:
+    """Missing files and undecodable ones, counted apart, the first ``named`` of them by name."""
+    missing = sum(reason.endswith("file not found") for reason in left_out.values())
     parts = [plural(count, what) for count, what in
-             ((missing, "missing video"), (len(reasons) - missing, "undecodable video")) if count]
+             ((missing, "missing video"), (len(left_out) - missing, "undecodable video")) if count]
     if parts:
-        print(f"{split}: leaving out {' and '.join(parts)} (reasons in {report})")
+        names = ", ".join(list(left_out)[:named]) + (f" and {len(left_out) - named} more" if len(left_out) > named
+                                                     else "")
+        print(f"{split}: leaving out {' and '.join(parts)}: {names} (reasons in {report})")
 
 
 def validation_split(data: SplitData, fraction: float, seed: int) -> tuple[SplitData, SplitData]:

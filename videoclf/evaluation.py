@@ -19,7 +19,7 @@ class Evaluation:
     confusion: np.ndarray
     classes: tuple[str, ...]
     probabilities: np.ndarray
-    interval: tuple[float, float]  # 95% bootstrap interval of accuracy over videos
+    interval: tuple[float, float]  # 95% Wilson score interval of accuracy over videos (accuracy_interval)
     ece: float  # expected calibration error (10 confidence bins)
     labels: np.ndarray
 
@@ -34,17 +34,20 @@ def standard_error(scores: list[float]) -> float:
     return float(np.std(scores, ddof=1) / np.sqrt(len(scores))) if len(scores) > 1 else 0.0
 
 
-def bootstrap_interval(correct: np.ndarray, level: float = 0.95, resamples: int = 2000,
-                       seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``correct`` (resampling videos with replacement)."""
+def accuracy_interval(correct: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of the share of ``correct`` videos: a binomial proportion's interval that stays honest
+    on a few videos and at 0 or 1 (a bootstrap of 12 right answers out of 12 says [1, 1]; Wilson says [0.76, 1])."""
+    import statistics
+
     correct = np.asarray(correct, np.float64)
-    if len(correct) == 0:
+    n = len(correct)
+    if n == 0:
         return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = correct[rng.integers(0, len(correct), (resamples, len(correct)))].mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
+    z = statistics.NormalDist().inv_cdf(1 - (1 - level) / 2)
+    share, spread = correct.mean(), z * z / n
+    center = (share + spread / 2) / (1 + spread)
+    half = z / (1 + spread) * np.sqrt(share * (1 - share) / n + spread / (4 * n))
+    return float(max(0.0, center - half)), float(min(1.0, center + half))
 
 
 def calibration_bins(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -> pd.DataFrame:
@@ -84,13 +87,14 @@ def evaluate_probabilities(probabilities: np.ndarray, labels: np.ndarray, classe
     return Evaluation(float(accuracy_score(labels, predicted)),
                       float(f1_score(labels, predicted, labels=indices, average="macro", zero_division=0)),
                       table, confusion_matrix(labels, predicted, labels=indices), tuple(classes), probabilities,
-                      bootstrap_interval(predicted == labels), expected_calibration_error(probabilities, labels),
+                      accuracy_interval(predicted == labels), expected_calibration_error(probabilities, labels),
                       np.asarray(labels))
 
 
 def format_report(evaluation: Evaluation) -> str:
     low, high = evaluation.interval
-    lines = [f"accuracy {evaluation.accuracy:.4f} (95% CI {low:.3f}-{high:.3f} over {len(evaluation.labels)} videos)"
+    lines = [f"accuracy {evaluation.accuracy:.4f} (95% Wilson interval {low:.3f}-{high:.3f} over "
+             f"{len(evaluation.labels)} videos)"
              f"   macro F1 {evaluation.macro_f1:.4f}   calibration error {evaluation.ece:.3f}",
              evaluation.per_class.to_string(index=False, float_format=lambda v: f"{v:.3f}")]
     return "\n".join(lines)

@@ -30,7 +30,7 @@ import numpy as np
 from keras import ops
 
 from videoclf.config import Family, Inputs
-from videoclf.streams import stream_width, uses_appearance, uses_motion
+from videoclf.streams import APPEARANCE, stream_width, uses_appearance, uses_motion
 
 STEPS_PER_EXECUTION = 16
 FAMILIES = get_args(Family)  # the vocabularies are the config's (one place)
@@ -289,7 +289,7 @@ def build_sequence_model(
     normalizer: tuple[np.ndarray, np.ndarray] | None = None,
     temporal_centering: bool = False,
     inputs: str = "frames",
-    stream: str = "appearance",
+    stream: str = APPEARANCE,
     motion_dim: int = 0,
     motion_normalizer: tuple[np.ndarray, np.ndarray] | None = None,
     # architecture
@@ -327,7 +327,7 @@ def build_sequence_model(
         raise ValueError(f"Expected inputs in {INPUTS}. Received: inputs={inputs!r}")
     joined = keras.Input((None, stream_width(stream, num_features, motion_dim)), name="features")
     if uses_appearance(stream):
-        features = joined if stream == "appearance" else StreamSlice(0, num_features, name="appearance")(joined)
+        features = joined if stream == APPEARANCE else StreamSlice(0, num_features, name=APPEARANCE)(joined)
         x, mask, extras = _appearance(features, normalizer, temporal_centering, inputs, input_dropout)
     else:
         x, mask, extras = None, PaddingMask(name="padding_mask")(joined), []

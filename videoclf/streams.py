@@ -15,25 +15,29 @@ motion-only step that exists has its flag set.
 
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
 
+from videoclf.config import Stream
 from videoclf.features.sample import derive_sequences
 
-STREAMS = ("appearance", "motion", "appearance+motion")
+STREAMS = get_args(Stream)  # the config's type spells them; every other module names them from here
+APPEARANCE, MOTION, APPEARANCE_MOTION = STREAMS
 
 
 def uses_appearance(stream: str) -> bool:
-    return stream in ("appearance", "appearance+motion")
+    return stream in (APPEARANCE, APPEARANCE_MOTION)
 
 
 def uses_motion(stream: str) -> bool:
-    return stream in ("motion", "appearance+motion")
+    return stream in (MOTION, APPEARANCE_MOTION)
 
 
 def stream_reading(streams) -> str:
     """The one stream that carries everything ``streams`` read (what a model of several members decodes)."""
     appearance, motion = any(uses_appearance(s) for s in streams), any(uses_motion(s) for s in streams)
-    return "appearance+motion" if appearance and motion else "motion" if motion else "appearance"
+    return APPEARANCE_MOTION if appearance and motion else MOTION if motion else APPEARANCE
 
 
 def stream_width(stream: str, appearance_dim: int, motion_dim: int) -> int:

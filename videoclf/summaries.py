@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from videoclf.streams import APPEARANCE, MOTION
+
 
 def _real_frames(features: np.ndarray, stored: np.ndarray) -> list[np.ndarray]:
     return [seq[: int(n)].astype(np.float64) for seq, n in zip(features, stored)]
@@ -58,9 +60,9 @@ def motion_statistics(features, stored, motion=None, valid=None) -> np.ndarray:
 
 
 # name → (function, the stream it reads)
-SUMMARIES = {"frame_mean_std": (frame_mean_std, "appearance"),
-             "step_size_statistics": (step_size_statistics, "appearance"),
-             "motion_statistics": (motion_statistics, "motion")}
+SUMMARIES = {"frame_mean_std": (frame_mean_std, APPEARANCE),
+             "step_size_statistics": (step_size_statistics, APPEARANCE),
+             "motion_statistics": (motion_statistics, MOTION)}
 
 
 def summarize(name: str, features, stored, motion=None, valid=None) -> np.ndarray:

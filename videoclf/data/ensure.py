@@ -44,20 +44,23 @@ def _generator(config: Config) -> str | None:
     return "photo_motion" if config.data.photo_motion is not None else None
 
 
-def for_own_data(config: Config) -> tuple[Config, str | None]:
-    """A config whose generator would write ``data.root``, pointed at a folder of the user's own CSVs: the same
-    config with its own names (experiment, registered model: ``videoclf-<folder>``, unless set on the command
-    line), so the user's model never becomes a version of the demo's. Returns it and the run name (the folder's);
-    ``(config, None)`` for any other config."""
+def for_own_data(config: Config, defaults: bool = False) -> tuple[Config, str | None]:
+    """A config whose generator would write ``data.root`` (or the built-in ``defaults``, used where no config file
+    is, with ``--set data.root``), pointed at a folder of the user's own CSVs: the same config with its own names
+    (experiment, registered model: ``videoclf-<folder>``, unless set on the command line), so the user's model never
+    becomes a version of the demo's, and ``predict`` finds the model trained there. Returns it and the run name (the
+    folder's); ``(config, None)`` for any other config."""
     import re
 
     from videoclf.data.generated import holds_user_data
 
-    if _generator(config) is None or not holds_user_data(config.data.root):
+    named = defaults and config.was_set("data.root")
+    if (_generator(config) is None and not named) or not holds_user_data(config.data.root):
         return config, None
     folder = re.sub(r"[^A-Za-z0-9_.-]+", "-", config.data.root.resolve().name).strip("-.") or "data"
     names = {key: f"videoclf-{folder}" for key in ("experiment_name", "registered_model_name")
              if not config.was_set(f"tracking.{key}")}
-    data = config.data.model_copy(update={_generator(config): None})  # nothing is generated into it
+    generator = _generator(config)
+    data = config.data.model_copy(update={generator: None}) if generator else config.data  # nothing generated there
     return config.model_copy(update={"data": data, "tracking": config.tracking.model_copy(update=names)}), folder
 

@@ -50,3 +50,14 @@ def split_rows(config: Config, split: str, csv_path: Path | None = None, videos_
         refs.append(VideoRef.from_path(key, path))
     groups = list(table[GROUP_COLUMN]) if GROUP_COLUMN in table.columns else None
     return refs, list(table["tag"]), groups
+
+
+def too_many_bad(bad: int, listed: int, limit: float) -> bool:
+    """Whether ``bad`` of ``listed`` videos is more than ``cache.max_bad_fraction`` allows (never all of them)."""
+    return bad == listed or bad / listed > limit
+
+
+def allowance(bad: int, listed: int) -> str:
+    """How to go on without them: the smallest ``cache.max_bad_fraction`` that leaves them out."""
+    return (f", or set cache.max_bad_fraction={-(-100 * bad // listed) / 100:g} to leave them out (they are then "
+            "listed in bad_videos.csv)." if bad < listed else ".")

@@ -26,7 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from videoclf.config import Config
-from videoclf.data.videos import VideoRef
+from videoclf.data.videos import VideoRef, allowance, too_many_bad
 from videoclf.errors import CacheError, DataError, VideoError
 from videoclf.features.cache import CacheWriteError, Entry, FeatureCache, open_cache, open_motion_cache
 from videoclf.features.decode import DecodedClip, decode_sampled
@@ -140,12 +140,12 @@ def extract_videos(config: Config, videos: list[VideoRef], weights: WeightsSourc
     report = reports[0]
     for other in reports[1:]:
         report = report.joined(other)
-    usable = len(videos) - len(report.bad)
-    if videos and (usable == 0 or len(report.bad) / len(videos) > config.cache.max_bad_fraction):
+    if videos and report.bad and too_many_bad(len(report.bad), len(videos), config.cache.max_bad_fraction):
         raise DataError(
-            f"{len(report.bad)} of {len(videos)} videos could not be decoded (limit: "
-            f"cache.max_bad_fraction={config.cache.max_bad_fraction}). Reasons are listed in {report.bad_report}."
-        )
+            f"{len(report.bad)} of {len(videos)} videos could not be decoded (cache.max_bad_fraction="
+            f"{config.cache.max_bad_fraction:g}): " + "; ".join(f"{key} ({why})" for key, why in report.bad.items())
+            + f". Replace or remove them (their reasons are also in {report.bad_report})"
+            + allowance(len(report.bad), len(videos)))
     return report
 
 

@@ -28,8 +28,18 @@ from videoclf.registered.wire import (
     WINDOW_START_COLUMN,
 )
 from videoclf.versions import installed_versions
+from videoclf.streams import APPEARANCE
 
 SETTINGS = "settings.json"
+# The pyfunc's artifact keys: written by ``writer``, read by ``pyfunc``, checked by ``integrity``.
+SETTINGS_KEY = "settings"
+EXTRACTOR_WEIGHTS_KEY = "extractor_weights"
+SEQUENCE_MODEL_KEY = "sequence_model"
+LITERT_SEQUENCE_MODEL_KEY = "litert_sequence_model"
+LITERT_EXTRACTOR_KEY = "litert_extractor"
+INT8_EXTRACTOR_KEY = "int8_extractor"
+MEMBER_PREFIX = "member_"  # member i's Keras model or linear head: "member_<i>"
+LITERT_SUFFIX = "_litert"  # a member's LiteRT form: "member_<i>_litert" beside "member_<i>"
 INT8_EXTRACTOR = "extractor.int8.tflite"
 LITERT_EXTRACTOR = "extractor.tflite"  # the float extractor as converted for LiteRT (CPU inference without TensorFlow)
 LITERT_SEQUENCES = "sequence_model.tflite"  # the sequence model likewise (Keras' stays beside it: the GPU path)
@@ -46,7 +56,7 @@ class ModelSettings:
     cache_dtype: str
     extractor_weights: dict  # kind and digest of the weights that filled the cache
     training_clips: dict | None = None  # median/max length of the training clips, in frames and seconds
-    stream: str = "appearance"  # which cached streams the sequence model reads (videoclf.streams)
+    stream: str = APPEARANCE  # which cached streams the sequence model reads (videoclf.streams)
     motion: MotionConfig = MotionConfig()  # how the motion stream was computed, when the stream reads it
     # several models averaged (videoclf.search.select): each a MemberSpec; none: the one sequence model
     members: tuple["MemberSpec", ...] = ()
@@ -69,7 +79,7 @@ class ModelSettings:
         data = json.loads(text)  # models registered before the motion stream read appearance only
         return cls(tuple(data["classes"]), int(data["seq_length"]), SamplingConfig(**data["sampling"]),
                    ExtractorConfig(**data["extractor"]), data["cache_dtype"], data.get("extractor_weights") or {},
-                   data.get("training_clips"), data.get("stream", "appearance"), MotionConfig(**data.get("motion", {})),
+                   data.get("training_clips"), data.get("stream", APPEARANCE), MotionConfig(**data.get("motion", {})),
                    tuple(MemberSpec(**m) for m in data.get("members", ())), data.get("artifact_digests"))
 
 

@@ -16,11 +16,19 @@ import logging
 from pathlib import Path
 
 from videoclf.errors import VideoclfError
+from videoclf.registered.format import (
+    EXTRACTOR_WEIGHTS_KEY,
+    LITERT_EXTRACTOR_KEY,
+    LITERT_SEQUENCE_MODEL_KEY,
+    LITERT_SUFFIX,
+    MEMBER_PREFIX,
+    SEQUENCE_MODEL_KEY,
+    SETTINGS_KEY,
+)
 
 LOG = logging.getLogger("videoclf.model")
 # each LiteRT form and the Keras form that does the same work
-LITERT_FALLBACK = {"litert_extractor": "extractor_weights", "litert_sequence_model": "sequence_model"}
-LITERT_SUFFIX = "_litert"  # a member's LiteRT form: "member_<i>_litert" beside "member_<i>"
+LITERT_FALLBACK = {LITERT_EXTRACTOR_KEY: EXTRACTOR_WEIGHTS_KEY, LITERT_SEQUENCE_MODEL_KEY: SEQUENCE_MODEL_KEY}
 
 
 class DamagedModel(VideoclfError):
@@ -37,7 +45,7 @@ def file_digest(path: str | Path) -> dict:
     return {"size": size, "blake2b": digest.hexdigest()}
 
 
-def recorded_digests(artifacts: dict[str, str], skip: tuple[str, ...] = ("settings",)) -> dict[str, dict]:
+def recorded_digests(artifacts: dict[str, str], skip: tuple[str, ...] = (SETTINGS_KEY,)) -> dict[str, dict]:
     """What the writer records in ``settings.json``: each artifact's file name, size and digest."""
     return {key: {"file": Path(path).name, **file_digest(path)} for key, path in sorted(artifacts.items())
             if key not in skip and Path(path).is_file()}
@@ -59,12 +67,12 @@ def keras_form(key: str) -> str | None:
     """The artifact that does a LiteRT form's work on Keras (None: ``key`` is not a LiteRT form with one)."""
     if key in LITERT_FALLBACK:
         return LITERT_FALLBACK[key]
-    return key[: -len(LITERT_SUFFIX)] if key.startswith("member_") and key.endswith(LITERT_SUFFIX) else None
+    return key[: -len(LITERT_SUFFIX)] if key.startswith(MEMBER_PREFIX) and key.endswith(LITERT_SUFFIX) else None
 
 
-def check_model_folder(folder: str | Path) -> None:
+def check_model_folder(folder: str | Path):
     """Checks a downloaded model's files before anything loads it (``serve`` does, once, before its workers start:
-    a damaged model is one error, not workers restarting for ever)."""
+    a damaged model is one error, not workers restarting for ever); returns its ``ModelSettings``."""
     import yaml
 
     from videoclf.registered.format import SETTINGS, ModelSettings
@@ -73,12 +81,13 @@ def check_model_folder(folder: str | Path) -> None:
     try:
         flavor = yaml.safe_load((folder / "MLmodel").read_text())["flavors"]["python_function"]
         artifacts = {key: str(folder / spec["path"]) for key, spec in flavor.get("artifacts", {}).items()}
-        settings = ModelSettings.from_json(Path(artifacts["settings"]).read_text())
+        settings = ModelSettings.from_json(Path(artifacts[SETTINGS_KEY]).read_text())
     except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
         raise DamagedModel(f"{folder}: not a readable videoclf model ({type(exc).__name__}: {exc}); the files "
                            f"MLmodel and artifacts/{SETTINGS} must be there and intact. Copy the model's artifacts "
                            "again, or register it again.") from None
     checked_artifacts(artifacts, settings.artifact_digests or {}, str(folder))
+    return settings
 
 
 def checked_artifacts(artifacts: dict[str, str], recorded: dict[str, dict], where: str) -> dict[str, str]:

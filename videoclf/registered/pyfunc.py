@@ -14,7 +14,16 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from videoclf.registered.format import LINEAR_MEMBER, ModelSettings
+from videoclf.registered.format import (
+    EXTRACTOR_WEIGHTS_KEY,
+    INT8_EXTRACTOR_KEY,
+    LINEAR_MEMBER,
+    LITERT_EXTRACTOR_KEY,
+    LITERT_SEQUENCE_MODEL_KEY,
+    SEQUENCE_MODEL_KEY,
+    SETTINGS_KEY,
+    ModelSettings,
+)
 from videoclf.registered.requests import (
     TIME_LIMIT_ERROR,
     VideoRequest,
@@ -55,14 +64,14 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         from videoclf.tempfiles import sweep_stale
 
         sweep_stale()  # what killed requests left in the temp folder
-        self.settings = ModelSettings.from_json(Path(context.artifacts["settings"]).read_text())
+        self.settings = ModelSettings.from_json(Path(context.artifacts[SETTINGS_KEY]).read_text())
         self.classes = list(self.settings.classes)
         self.sampling = self.settings.sampling
         extractor = self.settings.extractor
         self.runtime = choose_runtime(extractor.runtime, extractor.precision)
         # every file checked against its recorded digest: a damaged LiteRT form is dropped (its Keras form runs)
         artifacts = checked_artifacts(context.artifacts, self.settings.artifact_digests or {},
-                                      str(Path(context.artifacts["settings"]).parent.parent))
+                                      str(Path(context.artifacts[SETTINGS_KEY]).parent.parent))
         # a motion-only model never runs the frame extractor: it is not even loaded
         self.frames_model = self._frame_model(artifacts) if uses_appearance(self.settings.stream) else None
         self.members = self._members(artifacts)
@@ -72,7 +81,7 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         (weight 1) for a model registered alone, as every model before selection rules."""
         settings = self.settings
         if not settings.members:
-            sequences = self._sequence_model(artifacts, "sequence_model", "litert_sequence_model")
+            sequences = self._sequence_model(artifacts, SEQUENCE_MODEL_KEY, LITERT_SEQUENCE_MODEL_KEY)
             return [(1.0, self._reading(settings.stream, settings.seq_length, sequences))]
         out = []
         for member in settings.members:
@@ -120,10 +129,10 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
         from videoclf.features.runtime import LiteRTFrames, build_frame_model, runtime_cache_dir
 
         config = self.settings.extractor
-        if artifacts.get("int8_extractor"):  # the calibrated model itself: nothing else gives its features
-            return LiteRTFrames(Path(artifacts["int8_extractor"]).read_bytes(), config.batch_size,
+        if artifacts.get(INT8_EXTRACTOR_KEY):  # the calibrated model itself: nothing else gives its features
+            return LiteRTFrames(Path(artifacts[INT8_EXTRACTOR_KEY]).read_bytes(), config.batch_size,
                                 FEATURE_DIMS[config.name])
-        bundled_litert = artifacts.get("litert_extractor") if self.runtime == "litert" else None
+        bundled_litert = artifacts.get(LITERT_EXTRACTOR_KEY) if self.runtime == "litert" else None
         if bundled_litert:
             loaded = _litert_or_none(lambda: LiteRTFrames(Path(bundled_litert).read_bytes(), config.batch_size,
                                                           FEATURE_DIMS[config.name]), bundled_litert)
@@ -132,7 +141,7 @@ class VideoClassifier(mlflow.pyfunc.PythonModel):
 
         def bundled():
             extractor = build_keras_extractor(config, self.sampling.image_size, WeightsSource("none", None, "bundled"))
-            extractor.load_weights(artifacts["extractor_weights"])
+            extractor.load_weights(artifacts[EXTRACTOR_WEIGHTS_KEY])
             return extractor
 
         recorded = self.settings.extractor_weights or {}

@@ -266,7 +266,7 @@ def app_from_environment():
     return create_app(model, ServingConfig.model_validate_json(os.environ[LIMITS_ENV]))
 
 
-def serve(model_uri: str, serving: ServingConfig) -> None:
+def serve(model_uri: str, serving: ServingConfig, config=None) -> None:
     """Downloads the model once, then runs ``serving.workers`` uvicorn processes on ``host:port`` until SIGTERM or
     SIGINT (then running requests get ``serving.shutdown_s`` seconds)."""
     import uvicorn
@@ -274,7 +274,7 @@ def serve(model_uri: str, serving: ServingConfig) -> None:
 
     from videoclf.errors import VideoclfError
     from videoclf.registered.integrity import check_model_folder
-    from videoclf.registered.use import fetch_video_model
+    from videoclf.registered.use import fetch_video_model, say_which_model
 
     roots = []
     for root in serving.allowed_roots:
@@ -282,7 +282,8 @@ def serve(model_uri: str, serving: ServingConfig) -> None:
             raise VideoclfError(f"--allow-root {root}: not a folder")
         roots.append(str(Path(root).resolve()))
     local = fetch_video_model(model_uri)  # once, here: every worker loads these files
-    check_model_folder(local)  # a damaged model: one error here, before any worker starts
+    settings = check_model_folder(local)  # a damaged model: one error here, before any worker starts
+    say_which_model(model_uri, settings.classes, config)
     os.environ[MODEL_ENV] = local
     os.environ[LIMITS_ENV] = serving.model_dump_json()  # each worker process reads the same settings
     os.environ[ALLOWED_ROOTS_ENV] = os.pathsep.join(roots)

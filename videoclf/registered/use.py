@@ -13,6 +13,7 @@ from videoclf.config import Config
 from videoclf.errors import DataError, VideoclfError
 from videoclf.evaluation import Evaluation, evaluate_probabilities, format_report, write_report_files
 from videoclf.features.decode import shown
+from videoclf.mistakes import MISTAKES_TABLE, log_mistakes, mistakes
 from videoclf.registered.format import load_settings
 from videoclf.registered.pyfunc import sampled_frames
 from videoclf.registered.requests import window_setting
@@ -43,6 +44,12 @@ def fetch_video_model(uri: str) -> str:
     if uri.startswith("models:/"):
         from videoclf.tracking import open_store
 
+        store = mlflow.get_tracking_uri()
+        if store.startswith("sqlite:///") and not Path(store[len("sqlite:///"):]).is_file():
+            raise VideoclfError(  # opening it would create an empty store here: a failed command writes nothing
+                f"Cannot load model {uri}: there is no MLflow store at {store[len('sqlite:///'):]} (nothing was tuned "
+                "here). Run `videoclf tune` first, set MLFLOW_TRACKING_URI to the store that holds the model, or "
+                "pass --model with a model folder.")
         open_store()  # a corrupt store is its own clear error, not "model not found"
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
@@ -53,6 +60,22 @@ def fetch_video_model(uri: str) -> str:
             "Run `videoclf tune` first, or pass --model with a registered model URI (models:/NAME@ALIAS or "
             "models:/NAME/VERSION); set MLFLOW_TRACKING_URI if the store is elsewhere."
         ) from None
+
+
+def say_which_model(uri: str, classes, config: Config | None = None) -> None:
+    """The first line of ``predict``, ``evaluate`` and ``serve``: which model answers (name, version, the data folder
+    it was trained on, its classes); a warning when ``data.root`` was given and the model was trained elsewhere."""
+    from videoclf.registered.registry import identify
+
+    identity = identify(uri)
+    print(f"model: {identity.describe()}; classes: {', '.join(classes)}", flush=True)
+    if config is None or not identity.data_root or not config.was_set("data.root"):
+        return
+    if Path(identity.data_root).resolve() != config.data.root.resolve():
+        print(f"warning: {identity.uri} was trained on {identity.data_root}, not on {config.data.root} (data.root); "
+              f"it answers with its own classes. Pass --model with the model trained there (after `videoclf tune "
+              f"--set data.root={config.data.root}`: models:/{config.tracking.registered_model_name}@"
+              f"{config.tracking.champion_alias}).", flush=True)
 
 
 def load_video_model(uri: str):
@@ -93,7 +116,8 @@ def write_gif(frames: np.ndarray, path: Path, fps: int = 10) -> Path:
 
 
 def predict_videos(paths: list[str], model_uri: str, gif: Path | None = None, csv: Path | None = None,
-                   window: float | None = None, stride: float | None = None) -> pd.DataFrame:
+                   window: float | None = None, stride: float | None = None, config: Config | None = None
+                   ) -> pd.DataFrame:
     """Prints (and optionally writes) predictions; ``window`` seconds predicts each time window of each video.
 
     Raises VideoclfError after printing when any video failed, so the exit code says so.
@@ -106,11 +130,12 @@ def predict_videos(paths: list[str], model_uri: str, gif: Path | None = None, cs
     except ValueError as exc:
         raise VideoclfError(str(exc)) from None
     model = load_video_model(model_uri)
+    settings = load_settings(model)
+    say_which_model(model_uri, settings.classes, config)
     request = pd.DataFrame({PATH_COLUMN: [str(p) for p in paths]})
     if span:
         request[WINDOW_COLUMN], request[STRIDE_COLUMN] = span
     table = model.predict(request)
-    settings = load_settings(model)
     for _, row in table.iterrows():
         print(format_prediction(row, settings.classes))
     if csv:
@@ -140,6 +165,7 @@ def evaluate_model(config: Config, model_uri: str, split: str = "test") -> Evalu
     videos_dir = config.data.videos_dir(split)
     model = load_video_model(model_uri)
     classes = list(load_settings(model).classes)
+    say_which_model(model_uri, classes, config)
     unknown = sorted(set(table.tag) - set(classes))
     if unknown:
         raise DataError(f"{config.data.csv_path(split)}: label(s) {unknown} are not classes of {model_uri} "
@@ -170,7 +196,12 @@ def evaluate_model(config: Config, model_uri: str, split: str = "test") -> Evalu
             write_report_files(evaluation, Path(tmp), title=f"{model_uri} {split}")
             predictions.to_csv(Path(tmp) / "predictions.csv", index=False)
             mlflow.log_artifacts(tmp, "evaluation")
+        paths = [str(videos_dir / name) for name in table.video_name[ok]]
+        wrong = log_mistakes(mlflow.tracking.MlflowClient(), run.info.run_id, mistakes(paths, labels, evaluation.probabilities,
+                                                                        evaluation.classes))
     store = mlflow.get_tracking_uri()
+    if wrong:
+        print(f"\n{wrong} misclassified clips, with their frames, in the run's artifact {MISTAKES_TABLE}")
     print(f"\nlogged as run {run.info.run_id} in experiment '{config.tracking.experiment_name}' ({store}): "
           f"{ui_url(experiment, run.info.run_id)} after `{ui_command(store)}`")
     return evaluation

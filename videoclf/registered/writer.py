@@ -16,12 +16,20 @@ from videoclf.tempfiles import private_folder
 from videoclf.summaries import LinearHead
 
 from videoclf.registered.format import (
+    EXTRACTOR_WEIGHTS_KEY,
     INT8_EXTRACTOR,
+    INT8_EXTRACTOR_KEY,
     KERAS_MEMBER,
     LINEAR_MEMBER,
     LITERT_EXTRACTOR,
+    LITERT_EXTRACTOR_KEY,
+    LITERT_SEQUENCE_MODEL_KEY,
     LITERT_SEQUENCES,
+    LITERT_SUFFIX,
+    MEMBER_PREFIX,
+    SEQUENCE_MODEL_KEY,
     SETTINGS,
+    SETTINGS_KEY,
     MemberSpec,
     ModelSettings,
     model_requirements,
@@ -29,11 +37,11 @@ from videoclf.registered.format import (
     video_signature,
 )
 from videoclf.registered.integrity import recorded_digests
-from videoclf.streams import stream_reading
+from videoclf.streams import APPEARANCE, stream_reading
 
 
 def log_registered_model(config, weights, sequence_model, classes, seq_length: int, training_clips: dict | None = None,
-                         stream: str = "appearance"):
+                         stream: str = APPEARANCE):
     """Logs to the active run the bare sequence model (``sequence_model``, for other front ends) and the video-in
     pyfunc (``model``, what is registered); returns the pyfunc's ModelInfo."""
     import mlflow.keras
@@ -56,7 +64,7 @@ def log_members(config, weights, members, classes, training_clips: dict | None =
 
 
 def log_video_model(config, weights, sequence_model, classes, seq_length: int, training_clips: dict | None = None,
-                    stream: str = "appearance", members=()):
+                    stream: str = APPEARANCE, members=()):
     """Logs the video-in pyfunc to the active run; returns its ModelInfo. With ``members``, the pyfunc averages
     them (``sequence_model`` is then None)."""
     import videoclf
@@ -65,12 +73,12 @@ def log_video_model(config, weights, sequence_model, classes, seq_length: int, t
     extractor = build_keras_extractor(config.extractor, config.sampling.image_size, weights)
     with private_folder("model") as tmp:
         tmp = Path(tmp)
-        artifacts = {"extractor_weights": str(tmp / "extractor.weights.h5"), "settings": str(tmp / SETTINGS)}
+        artifacts = {EXTRACTOR_WEIGHTS_KEY: str(tmp / "extractor.weights.h5"), SETTINGS_KEY: str(tmp / SETTINGS)}
         if sequence_model is not None:
             sequence_model.save(tmp / "sequence_model.keras")
-            artifacts["sequence_model"] = str(tmp / "sequence_model.keras")
+            artifacts[SEQUENCE_MODEL_KEY] = str(tmp / "sequence_model.keras")
             artifacts.update(_litert_sequences(sequence_model, int(seq_length), tmp / LITERT_SEQUENCES,
-                                               "litert_sequence_model"))
+                                               LITERT_SEQUENCE_MODEL_KEY))
         specs = tuple(_write_member(index, member, tmp, artifacts) for index, member in enumerate(members))
         extractor.save_weights(tmp / "extractor.weights.h5")
         artifacts.update(_litert_extractor(config, weights, stream, tmp))
@@ -89,7 +97,7 @@ def log_video_model(config, weights, sequence_model, classes, seq_length: int, t
 
 def _write_member(index: int, member, folder: Path, artifacts: dict[str, str]) -> MemberSpec:
     """One member's files (a LinearHead's arrays, or a Keras model and its LiteRT form) into ``artifacts``."""
-    key = f"member_{index}"
+    key = f"{MEMBER_PREFIX}{index}"
     if isinstance(member.model, LinearHead):
         member.model.save(folder / f"{key}.npz")
         artifacts[key] = str(folder / f"{key}.npz")
@@ -97,7 +105,7 @@ def _write_member(index: int, member, folder: Path, artifacts: dict[str, str]) -
                           key)
     member.model.save(folder / f"{key}.keras")
     artifacts[key] = str(folder / f"{key}.keras")
-    litert = _litert_sequences(member.model, int(member.seq_length), folder / f"{key}.tflite", f"{key}_litert")
+    litert = _litert_sequences(member.model, int(member.seq_length), folder / f"{key}.tflite", f"{key}{LITERT_SUFFIX}")
     artifacts.update(litert)
     return MemberSpec(member.name, float(member.weight), KERAS_MEMBER, member.stream, int(member.seq_length), key,
                       next(iter(litert), None))
@@ -123,8 +131,8 @@ def _litert_extractor(config, weights, stream: str, folder: Path) -> dict[str, s
     if config.extractor.precision == "int8" or (litert_available() and uses_appearance(stream)):
         extractor = config.extractor.model_copy(update={"runtime": "litert"})
         frames = build_frame_model(extractor, config.sampling, weights, runtime_cache_dir())
-        name, key = (INT8_EXTRACTOR, "int8_extractor") if config.extractor.precision == "int8" else (
-            LITERT_EXTRACTOR, "litert_extractor")
+        name, key = (INT8_EXTRACTOR, INT8_EXTRACTOR_KEY) if config.extractor.precision == "int8" else (
+            LITERT_EXTRACTOR, LITERT_EXTRACTOR_KEY)
         (folder / name).write_bytes(frames.flatbuffer)
         out[key] = str(folder / name)
     return out

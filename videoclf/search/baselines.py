@@ -32,6 +32,7 @@ from videoclf.errors import DataError
 from videoclf.evaluation import Evaluation, evaluate_probabilities, standard_error
 from videoclf.search.crossval import OutOfFold, cross_validate
 from videoclf.summaries import LinearHead, summarize
+from videoclf.streams import APPEARANCE
 
 DESCRIPTIONS = {
     "pooled_logreg": "pooled logistic regression (mean+std of frame features)",
@@ -56,7 +57,7 @@ class BaselineResult:
     validation_se: float = 0.0  # standard error of ``validation`` over folds
     out_of_fold: OutOfFold | None = None
     model: object = None  # LinearHead, or the seed model's Keras model
-    stream: str = "appearance"
+    stream: str = APPEARANCE
     seq_length: int = 0  # the cached length the model reads
     n_weights: int = 0
     test_probabilities: np.ndarray | None = None
@@ -140,7 +141,7 @@ def seed_gru(folds: list[Fold], train: SplitData, test: SplitData, classes: tupl
     probabilities = test.view_mean(lambda view: model.predict(view.sequences(length), verbose=0))
     return BaselineResult("seed_gru", result.score, evaluate_probabilities(probabilities, test.labels, classes),
                           f"{result.best_epoch + 1} epochs", standard_error(result.fold_scores), result.out_of_fold,
-                          model, "appearance", length, int(model.count_params()), probabilities)
+                          model, APPEARANCE, length, int(model.count_params()), probabilities)
 
 
 def run_baselines(names: list[str], folds: list[Fold], train: SplitData, test: SplitData, classes: tuple[str, ...],

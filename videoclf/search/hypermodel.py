@@ -14,7 +14,7 @@ from videoclf.config import FloatRange, SearchSpace
 from videoclf.dataset import SplitData
 from videoclf.fitting import fit_arrays
 from videoclf.model import build_sequence_model
-from videoclf.streams import uses_appearance
+from videoclf.streams import APPEARANCE, uses_appearance
 
 
 def _number(hp: kt.HyperParameters, name: str, spec: FloatRange | list[float]) -> float:
@@ -130,4 +130,4 @@ class SequenceHyperModel(kt.HyperModel):
 
 def trial_stream(hp: kt.HyperParameters) -> str:
     """The stream a trial reads (trials of searches from before streams existed read appearance)."""
-    return hp.values.get("streams", "appearance")
+    return hp.values.get("streams", APPEARANCE)

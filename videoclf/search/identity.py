@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from videoclf.config import Config
 from videoclf.features.backbones import WeightsSource
 from videoclf.registered.registry import Registration
+from videoclf.streams import APPEARANCE
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def search_id_for(config: Config, name: str) -> str:
         identity["sampling"].pop("views")  # searches of one view keep the ids they had before views existed
     if not config.motion.enabled:  # appearance-only searches keep the ids they had before the motion stream
         identity.pop("motion")
-    if identity["search"]["streams"] == ["appearance"]:
+    if identity["search"]["streams"] == [APPEARANCE]:
         identity["search"].pop("streams")
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
     return f"{name}-{digest}"

@@ -61,6 +61,18 @@ SERVER_THREADS = 8
 RECONNECT_SECONDS = 600.0  # how long a worker's call waits for a chief that stopped answering  # answers at once (the oracle's own methods still run one at a time)
 
 
+def _silence_condition_prints() -> None:
+    """KerasTuner 1.4.8 prints a conditional hyperparameter's parent value every time it is sent over gRPC
+    (``conditions.Parent.to_proto``): lines like "gru" on every worker's console. That module's only ``print`` is
+    shadowed by a module global; nothing else changes."""
+    from keras_tuner.src.engine import conditions
+
+    conditions.print = lambda *args, **kwargs: None
+
+
+_silence_condition_prints()
+
+
 class LeaseLost(Exception):
     """This worker's attempt at a trial lost its lease: another worker runs the trial now."""
 

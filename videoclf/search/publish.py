@@ -39,7 +39,16 @@ def publish(config: Config, tracker: SearchTracker, data: PreparedData, final: F
             weights: WeightsSource) -> Registration:
     """Logs the registered model (the selection's members) to the parent run and registers it (once per
     selection of a search)."""
-    from videoclf.registered.registry import existing_version, register
+    from videoclf.registered.registry import (
+        DATA_ROOT_TAG,
+        RUN_ID_TAG,
+        SEARCH_ID_TAG,
+        SELECTION_RULE_TAG,
+        TRIAL_ID_TAG,
+        TRIAL_RUN_ID_TAG,
+        existing_version,
+        register,
+    )
     from videoclf.registered.writer import log_members
 
     selection = final.selection
@@ -47,9 +56,9 @@ def publish(config: Config, tracker: SearchTracker, data: PreparedData, final: F
     trial_run = tracker.trial_run_id(single.key) if single is not None and single.kind == "trial" else None
     from videoclf.search.identity import training_content
 
-    tags = {"search_id": tracker.search_id, "trial_id": selection.key, "run_id": tracker.parent_run_id,
-            "trial_run_id": trial_run or "", "selection_rule": selection.rule,
-            TRAINING_CONTENT_TAG: training_content(config)}
+    tags = {SEARCH_ID_TAG: tracker.search_id, TRIAL_ID_TAG: selection.key, RUN_ID_TAG: tracker.parent_run_id,
+            TRIAL_RUN_ID_TAG: trial_run or "", SELECTION_RULE_TAG: selection.rule,
+            TRAINING_CONTENT_TAG: training_content(config), DATA_ROOT_TAG: str(config.data.root.resolve())}
     known = existing_version(config.tracking.registered_model_name, config.tracking.champion_alias, tags,
                              data.selection_digest, TRAINING_CONTENT_TAG)
     if known:

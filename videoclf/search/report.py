@@ -13,6 +13,7 @@ from videoclf.tempfiles import private_folder
 from videoclf.config import Config
 from videoclf.console import markdown_table, plural
 from videoclf.evaluation import format_report, write_report_files
+from videoclf.mistakes import MISTAKES_TABLE, log_mistakes, mistakes
 from videoclf.registered.registry import Registration
 from videoclf.search.baselines import BaselineResult
 from videoclf.search.crossval import OUT_OF_FOLD_TABLE
@@ -21,6 +22,7 @@ from videoclf.search.importance import importance_text, write_importance_plot
 from videoclf.dataset import NO_GROUPS
 from videoclf.search.prepare import GROUPING_WARNING, PreparedData
 from videoclf.tracking import SearchTracker
+from videoclf.streams import APPEARANCE
 
 SUMMARY_COLUMNS = ("trial", "status", "score", "score_se", "family", "streams", "inputs", "temporal_centering",
                    "seq_length", "learning_rate")
@@ -101,7 +103,7 @@ def comparison_table(best, final: FinalModels, baselines: list[BaselineResult], 
     if not final.registers_best_trial:
         seeds = f", mean of {len(final.models)} seeds" if len(final.models) > 1 else ""
         rows.append({"model": f"best single trial (trial {best.trial_id}: {best.hyperparameters.get('family')} on "
-                              f"{best.hyperparameters.values.get('streams', 'appearance')}{seeds})",
+                              f"{best.hyperparameters.values.get('streams', APPEARANCE)}{seeds})",
                      "selection": best.score, "se": score_error(best), "test": final.best_trial.accuracy,
                      "test_ci": final.best_trial.interval})
     rows += [{"model": b.description, "selection": b.validation, "se": b.validation_se, "test": b.test.accuracy,
@@ -182,6 +184,11 @@ def leaderboard_markdown(outcome: Outcome, registration: Registration | None) ->
         lines += [f"Registered by rule `{outcome.final.selection.rule}`: {outcome.final.selection.reason}.", ""]
     if outcome.disagreement:
         lines += [f"**{outcome.disagreement}**", ""]
+    registered = outcome.final.registered
+    wrong = int((registered.probabilities.argmax(axis=1) != registered.labels).sum())
+    lines += [f"Misclassified test clips: {wrong} of {len(registered.labels)}" + (
+        f", each with its frames and probabilities in the artifact `{MISTAKES_TABLE}` (most confident first)."
+        if wrong else "."), ""]
     if registration is not None:
         decision = "holds" if registration.champion else "does not hold"
         lines += [f"Registered as **{registration.name} version {registration.version}**, which {decision} the "
@@ -247,6 +254,10 @@ def log_report(tracker: SearchTracker, config: Config, outcome: Outcome) -> None
             files.update(importance=tmp / "hyperparameter_importance.csv", importance_plot=write_importance_plot(
                 outcome.importance, tmp / "hyperparameter_importance.png", outcome.completed))
         tracker.log_artifact_files(files, "evaluation")
+        registered = outcome.final.registered
+        log_mistakes(tracker.client, tracker.parent_run_id, mistakes(
+            [str(config.data.root / key) for key in outcome.data.test.keys], registered.labels,
+            registered.probabilities, registered.classes))
         kept = {b.name: tmp / f"{b.name}.{OUT_OF_FOLD_TABLE}" for b in outcome.baselines if b.out_of_fold is not None}
         for b in outcome.baselines:
             if b.name in kept:

@@ -3,7 +3,7 @@
 Selection never looks at the test split: trials are scored by (cross-)
 validation, the winner is refitted on all training videos and tested once,
 and the registry's alias moves on the selection score. Test accuracy is
-reported beside it, with a bootstrap interval and the baselines' numbers.
+reported beside it, with a Wilson interval and the baselines' numbers.
 Each step lives in its own module (``prepare``, ``tuner``, ``final``,
 ``baselines``, ``publish``, ``report``); this one only puts them in order.
 """
@@ -19,7 +19,7 @@ import pandas as pd
 
 from videoclf.config import Config
 from videoclf.data.ensure import ensure_data
-from videoclf.dataset import check_labels
+from videoclf.dataset import check_csvs
 from videoclf.tempfiles import sweep_stale
 from videoclf.errors import VideoclfError, writing_to
 from videoclf.evaluation import Evaluation
@@ -81,7 +81,7 @@ def run_search(config: Config, name: str = "search", track: bool = True, registe
     """
     sweep_stale()  # temporary folders of killed videoclf processes
     ensure_data(config)
-    check_labels(config)  # a wrong label: refused before a store is opened or a video extracted
+    check_csvs(config)  # a wrong label or missing files: refused before a store is opened or a video extracted
     weights = resolve_weights(config.extractor)  # fails before any work when weights are missing
     search_id = search_id_for(config, name)
     fingerprint = finish_fingerprint(config, search_id, weights, register_model) if track and not is_worker() else None

@@ -27,6 +27,7 @@ import numpy as np
 from videoclf.config import SelectionRule
 from videoclf.evaluation import standard_error
 from videoclf.search.crossval import OutOfFold
+from videoclf.streams import APPEARANCE
 
 RULES = get_args(SelectionRule)  # the vocabulary is the config's (one place)
 SIMPLICITY = ("linear", "pooled", "tcn", "gru", "attention")  # simplest first; see the module's docstring
@@ -88,7 +89,7 @@ def trial_candidate(trial, se: float, out_of_fold: OutOfFold | None, n_weights: 
     """A completed KerasTuner trial as a candidate."""
     values = trial.hyperparameters.values
     return Candidate("trial", trial.trial_id, float(trial.score), se, values.get("family", "gru"), n_weights,
-                     out_of_fold, f"{values.get('family')} on {values.get('streams', 'appearance')}")
+                     out_of_fold, f"{values.get('family')} on {values.get('streams', APPEARANCE)}")
 
 
 def baseline_candidate(baseline) -> Candidate:
