@@ -100,6 +100,9 @@ def test_missing_or_undecodable_videos_stop_the_job_by_default_all_named(tmp_pat
     assert "train.csv lists 2 videos that cannot be found:" in message
     assert str(root / "gone.avi") in message and str(root / "lost.avi") in message
     assert "cache.max_bad_fraction=0.34 to leave them out" in message  # 2 of 6
+    refused = run_cli(["extract", "--config", str(make_config())], tmp_path)
+    assert refused.returncode == 2 and "lost.avi" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "cache").exists()  # stopped before any work
     check_csvs(load_config(make_config(), ["cache.max_bad_fraction=0.34"]))  # allowed: left out later, named
     (root / "broken.avi").write_bytes(b"not a video")
     write_csv(root / "train.csv", rows + [("broken.avi", "C0")])

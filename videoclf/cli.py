@@ -132,7 +132,10 @@ def cmd_extract(args: argparse.Namespace) -> None:
         root = Path(args.root) if args.root else config.data.root
         jobs = {str(args.csv): split_videos(config, "train", Path(args.csv), root)[0]}
     else:
+        from videoclf.dataset import refuse_missing_files
+
         ensure_data(config)
+        refuse_missing_files(config)  # before any video is decoded
         jobs = {split: split_videos(config, split)[0] for split in ("train", "test")}
     for name, videos in jobs.items():
         report = extract_videos(config, videos, weights, shard=args.shard)

@@ -135,7 +135,7 @@ def check_csvs(config: Config) -> Vocabulary:
     alone: a wrong label or missing files are refused before a store is opened or a video extracted (``load_split``
     applies the same label rule to the cached rows; extraction the same file rule to undecodable videos)."""
     rows = {split: split_rows(config, split) for split in ("train", "test")}
-    _refuse_missing_files(config, rows)
+    refuse_missing_files(config, rows)
     tags = {split: found[1] for split, found in rows.items()}
     if config.data.classes:
         wanted = set(config.data.classes)
@@ -149,9 +149,11 @@ def check_csvs(config: Config) -> Vocabulary:
     return vocabulary
 
 
-def _refuse_missing_files(config: Config, rows: dict) -> None:
+def refuse_missing_files(config: Config, rows: dict | None = None) -> None:
     """Files a CSV lists that are not there stop the job, all named, unless ``cache.max_bad_fraction`` lets that
-    many be left out (they are then named on the console as they are left out)."""
+    many be left out (they are then named on the console as they are left out). ``rows``: each split's
+    ``split_rows``, read here when not given."""
+    rows = rows or {split: split_rows(config, split) for split in ("train", "test")}
     for split, (videos, tags, _) in rows.items():
         wanted = [v for v, t in zip(videos, tags) if not config.data.classes or t in config.data.classes]
         gone = [v for v in wanted if v.size < 0]
