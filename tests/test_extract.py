@@ -65,7 +65,8 @@ def test_bad_videos_are_reported_and_skipped(tmp_path, make_config, capsys):
     report = extract_videos(config, videos, resolve_weights(config.extractor), progress=False)
     assert report.extracted == 4 and set(report.bad) == {"broken.avi", "empty.avi", "gone.avi"}
     lines = (report.cache_path / "bad_videos.csv").read_text().splitlines()
-    assert lines[0] == "video,reason" and len(lines) == 4 and "0 bytes" in "\n".join(lines)
+    assert lines[0] == "video,reason,path" and len(lines) == 4 and "0 bytes" in "\n".join(lines)
+    assert f",{root / 'gone.avi'}" in "\n".join(lines)  # the file it looked for, folder and all
     strict = load_config(make_config(), ["cache.max_bad_fraction=0.1"])
     with pytest.raises(DataError, match="bad_videos.csv"):
         extract_videos(strict, videos, resolve_weights(strict.extractor), progress=False)

@@ -7,7 +7,8 @@ Layout of ``features_cache/<slug>/``:
   written to a temporary name and renamed, so ``kill -9`` loses at most the
   videos in flight and never leaves a half-written file under a real name;
 - ``.lock``: held by the one process that extracts into (or compacts) the cache;
-- ``bad_videos.csv``: the videos that could not be decoded, with reasons (merged across splits and runs).
+- ``bad_videos.csv``: the videos that could not be decoded, with reasons and the file looked at (merged across
+  splits and runs).
 
 A shard writer (``extract --shard I/N``) owns ``features.shard-I-of-N.h5``, its
 own parts, ``.lock.shard-I-of-N`` and ``bad_videos.shard-I-of-N.csv``, so N
@@ -397,20 +398,21 @@ class FeatureCache:
 
     def write_bad_report(self, requested: list[VideoRef], bad: dict[str, str]) -> None:
         """Merges this run's reasons into ``bad_videos.csv`` by video key: the other splits' and runs' reasons
-        stay; a requested video that decodes now leaves the list (caller holds the lock)."""
-        asked = {v.key for v in requested}
-        kept: dict[str, str] = {}
+        stay; a requested video that decodes now leaves the list (caller holds the lock). Each row names the
+        file it looked at (``path``: the key is relative to the data folder it came from)."""
+        asked = {v.key: str(v.path) for v in requested}
+        kept: dict[str, tuple[str, str]] = {}
         if self.report.is_file():
             with self.report.open(newline="") as fh:
-                kept = {row["video"]: row["reason"] for row in csv.DictReader(fh)
+                kept = {row["video"]: (row["reason"], row.get("path") or "") for row in csv.DictReader(fh)
                         if row.get("video") and row["video"] not in asked}
-        kept.update(bad)
+        kept.update({key: (reason, asked.get(key, "")) for key, reason in bad.items()})
         temporary = self.report.with_suffix(".csv.tmp")
         try:
             with temporary.open("w", newline="") as fh:
                 writer = csv.writer(fh, lineterminator="\n")
-                writer.writerow(["video", "reason"])
-                writer.writerows(sorted(kept.items()))
+                writer.writerow(["video", "reason", "path"])
+                writer.writerows((key, reason, path) for key, (reason, path) in sorted(kept.items()))
             temporary.replace(self.report)
         except OSError as exc:
             temporary.unlink(missing_ok=True)
