@@ -102,10 +102,9 @@ def test_a_trial_lost_on_its_last_attempt_ends_failed(tmp_path, monkeypatch):
     live_lease.stop_beating()
     over_file = tmp_path / "leases" / SEARCH_OVER_FILE  # the chief's word, on the shared tuning folder
     late, late_lease = _worker("tuner2", monkeypatch, 0.5, str(over_file))
-    started = time.monotonic()
-    with pytest.raises(SearchOver):  # a worker started after the end leaves at once (not after RECONNECT_SECONDS)
+    with pytest.raises(SearchOver):  # leaves at once: after RECONNECT_SECONDS it would raise gRPC's error instead
         late.get_space()
-    assert over_file.exists() and time.monotonic() - started < 30
+    assert over_file.exists()
     late_lease.stop_beating()
 
 

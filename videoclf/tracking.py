@@ -33,6 +33,11 @@ PACKAGES = ("videoclf", "tensorflow", "keras", "keras-tuner", "mlflow", "opencv-
             "h5py")
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI; None for any other store."""
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
 def open_store() -> MlflowClient:
     """A client on the configured store, checked once; a fresh SQLite store is initialised under a file lock.
 
@@ -45,11 +50,8 @@ def open_store() -> MlflowClient:
     from videoclf.errors import TrackingStoreError
 
     uri = mlflow.get_tracking_uri()
-    lock = None
-    if uri.startswith("sqlite:///"):
-        database = Path(uri[len("sqlite:///"):])
-        if database.parent.is_dir():
-            lock = FileLock(str(database) + ".init.lock")
+    database = sqlite_file(uri)
+    lock = FileLock(str(database) + ".init.lock") if database is not None and database.parent.is_dir() else None
     try:
         with lock or contextlib.nullcontext():
             client = MlflowClient()

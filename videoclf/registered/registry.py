@@ -40,6 +40,12 @@ class ModelIdentity:
     name: str | None = None
     version: str | None = None
     data_root: str | None = None
+    model_id: str | None = None  # MLflow's logged model behind the version (its metrics show on the model's page)
+
+    def tags(self) -> dict[str, str]:
+        """The name and version as run tags (an evaluation run's), where known."""
+        out = {"registered_model": self.name, "model_version": self.version} if self.version else {}
+        return {**out, **({"model_id": self.model_id} if self.model_id else {})}
 
     def describe(self) -> str:
         if self.version is None:
@@ -66,7 +72,7 @@ def identify(uri: str) -> ModelIdentity:
             root = client.get_run(version.tags[RUN_ID_TAG]).data.params.get("data.root")
         except MlflowException:
             root = None
-    return ModelIdentity(uri, name, str(version.version), root)
+    return ModelIdentity(uri, name, str(version.version), root, getattr(version, "model_id", None))
 
 
 @dataclass(frozen=True)

@@ -42,14 +42,14 @@ def fetch_video_model(uri: str) -> str:
     if Path(uri).is_dir():
         return uri
     if uri.startswith("models:/"):
-        from videoclf.tracking import open_store
+        from videoclf.tracking import open_store, sqlite_file
 
-        store = mlflow.get_tracking_uri()
-        if store.startswith("sqlite:///") and not Path(store[len("sqlite:///"):]).is_file():
+        database = sqlite_file(mlflow.get_tracking_uri())
+        if database is not None and not database.is_file():
             raise VideoclfError(  # opening it would create an empty store here: a failed command writes nothing
-                f"Cannot load model {uri}: there is no MLflow store at {store[len('sqlite:///'):]} (nothing was tuned "
-                "here). Run `videoclf tune` first, set MLFLOW_TRACKING_URI to the store that holds the model, or "
-                "pass --model with a model folder.")
+                f"Cannot load model {uri}: there is no MLflow store at {database} (nothing was tuned here). Run "
+                "`videoclf tune` first, set MLFLOW_TRACKING_URI to the store that holds the model, or pass --model "
+                "with a model folder.")
         open_store()  # a corrupt store is its own clear error, not "model not found"
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
@@ -62,20 +62,21 @@ def fetch_video_model(uri: str) -> str:
         ) from None
 
 
-def say_which_model(uri: str, classes, config: Config | None = None) -> None:
+def say_which_model(uri: str, classes, config: Config | None = None):
     """The first line of ``predict``, ``evaluate`` and ``serve``: which model answers (name, version, the data folder
-    it was trained on, its classes); a warning when ``data.root`` was given and the model was trained elsewhere."""
+    it was trained on, its classes); a warning when ``data.root`` was given and the model was trained elsewhere.
+    Returns the model's :class:`~videoclf.registered.registry.ModelIdentity`."""
     from videoclf.registered.registry import identify
 
     identity = identify(uri)
     print(f"model: {identity.describe()}; classes: {', '.join(classes)}", flush=True)
-    if config is None or not identity.data_root or not config.was_set("data.root"):
-        return
-    if Path(identity.data_root).resolve() != config.data.root.resolve():
+    if config is not None and identity.data_root and config.was_set("data.root") and \
+            Path(identity.data_root).resolve() != config.data.root.resolve():
         print(f"warning: {identity.uri} was trained on {identity.data_root}, not on {config.data.root} (data.root); "
               f"it answers with its own classes. Pass --model with the model trained there (after `videoclf tune "
               f"--set data.root={config.data.root}`: models:/{config.tracking.registered_model_name}@"
               f"{config.tracking.champion_alias}).", flush=True)
+    return identity
 
 
 def load_video_model(uri: str):
@@ -165,7 +166,7 @@ def evaluate_model(config: Config, model_uri: str, split: str = "test") -> Evalu
     videos_dir = config.data.videos_dir(split)
     model = load_video_model(model_uri)
     classes = list(load_settings(model).classes)
-    say_which_model(model_uri, classes, config)
+    identity = say_which_model(model_uri, classes, config)
     unknown = sorted(set(table.tag) - set(classes))
     if unknown:
         raise DataError(f"{config.data.csv_path(split)}: label(s) {unknown} are not classes of {model_uri} "
@@ -187,7 +188,7 @@ def evaluate_model(config: Config, model_uri: str, split: str = "test") -> Evalu
     from videoclf.tracking import experiment_id, open_store
 
     experiment = experiment_id(open_store(), config.tracking.experiment_name)
-    tags = _version_tags(model_uri)
+    tags = identity.tags()
     with mlflow.start_run(experiment_id=experiment, run_name=f"evaluate {model_uri} on {split}", tags={
             "videoclf_role": "evaluation", "model_uri": model_uri, "split": split, **tags}) as run:
         # model_id links the metrics to the logged model, so they show on its page in the UI too
@@ -205,25 +206,3 @@ def evaluate_model(config: Config, model_uri: str, split: str = "test") -> Evalu
     print(f"\nlogged as run {run.info.run_id} in experiment '{config.tracking.experiment_name}' ({store}): "
           f"{ui_url(experiment, run.info.run_id)} after `{ui_command(store)}`")
     return evaluation
-
-
-def _version_tags(model_uri: str) -> dict[str, str]:
-    """Registered name and version behind a models:/ URI, for the evaluation run's tags."""
-    from mlflow.tracking import MlflowClient
-
-    if not model_uri.startswith("models:/"):
-        return {}
-    name, _, ref = model_uri[len("models:/"):].partition("@")
-    client = MlflowClient()
-    try:
-        if ref:
-            version = client.get_model_version_by_alias(name, ref)
-        else:
-            name, _, number = model_uri[len("models:/"):].partition("/")
-            version = client.get_model_version(name, number)
-    except Exception:  # noqa: BLE001 - tags are best effort
-        return {}
-    out = {"registered_model": name, "model_version": str(version.version)}
-    if getattr(version, "model_id", None):
-        out["model_id"] = version.model_id
-    return out

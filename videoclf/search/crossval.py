@@ -132,6 +132,11 @@ def _write_fold(path: Path, history: dict[str, list[float]], epoch_predictions: 
     arrays = {f"history.{name}": np.asarray(values, np.float64) for name, values in history.items()}
     if epoch_predictions is not None:
         arrays["predictions"] = np.stack(epoch_predictions)
+    _savez_whole(path, **arrays)
+
+
+def _savez_whole(path: Path, **arrays) -> None:
+    """``arrays`` into ``path`` whole or not at all (a temporary file renamed into place)."""
     partial = path.with_name(path.name + ".partial.npz")
     np.savez(partial, **arrays)
     os.replace(partial, path)
@@ -181,11 +186,7 @@ class OutOfFold:
         return cls.from_folds(folds, per_fold)
 
     def save(self, path) -> None:
-        """Written whole or not at all (a temporary file renamed into place)."""
-        path = Path(path)
-        partial = path.with_name(path.name + ".partial.npz")
-        np.savez(partial, probabilities=self.probabilities, fold=self.fold)
-        os.replace(partial, path)
+        _savez_whole(Path(path), probabilities=self.probabilities, fold=self.fold)
 
     def table(self, folds: list[Fold], classes: tuple[str, ...]) -> pd.DataFrame:
         """One row per validated training video: its key, true label, fold and probability per class."""

@@ -216,8 +216,7 @@ class LeaseBook:
         line = (f"refused {what} for trial {trial_id} from {tuner_id} (attempt {attempt}): the attempt was taken "
                 f"back (its lease lapsed or a time limit passed); the trial is at attempt "
                 f"{self.attempts.get(trial_id, '?')} now")
-        self.lost_log.append(line)
-        print(line, flush=True)
+        self._say(line)
 
     def reap(self) -> list[str]:
         """Declares every worker silent for longer than the lease lost (see the module docstring); returns their
