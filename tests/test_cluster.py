@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from videoclf.config import load_config
 from videoclf.search.run import search_id_for
-from videoclf.tracking import ROLE_TAG
+from videoclf.tracking import ROLE_TAG, STATUS_TAG
 
 from conftest import TINY_SEARCH, cli_env, free_port, trial_runs, worker_pid
 from servers import HAVE_POSTGRES, mlflow_server, postgres
@@ -139,7 +139,8 @@ def test_chaos_the_chief_and_workers_killed_at_random_points_until_the_search_en
         assert procs[worker].wait(timeout=180) == 0, (CHAOS_SEED, faults, tails())
     runs = trial_runs(client, search_id)
     assert len(runs) == max_trials and len({r.data.tags["kt_trial_id"] for r in runs}) == max_trials, faults
-    assert all(r.info.status == "FINISHED" for r in runs), (faults, [r.info.status for r in runs])
+    assert all(r.info.status == "FINISHED" for r in runs), (CHAOS_SEED, faults, [
+        (r.info.status, r.data.tags.get(STATUS_TAG), r.data.tags.get("error")) for r in runs], tails())
     experiment = client.get_experiment_by_name("test").experiment_id
     assert not client.search_runs([experiment], "attributes.status = 'RUNNING'"), faults  # nothing left RUNNING
     parents = client.search_runs([experiment], f"tags.{ROLE_TAG} = 'search'")

@@ -253,7 +253,8 @@ def test_damaged_cached_features_are_never_trained_on_but_extracted_again(tmp_pa
     clean, _, _ = _cache(config).read(keys)
     consolidated = report.cache_path / "features.h5"
     with h5py.File(consolidated, "r") as handle:
-        rows = {name: row for row, name in enumerate(handle["video"].asstr()[:])}
+        named = {name: row for row, name in enumerate(handle["video"].asstr()[:])}
+        rows = {key: named[_cache(config).identity(key)] for key in keys}  # rows are named by resolved path
         chunk = handle["features"].id.get_chunk_info(rows[keys[1]])  # video 1's own checksummed block
     with open(consolidated, "r+b") as fh:  # random bytes into the middle of that block
         fh.seek(chunk.byte_offset + chunk.size // 2)
@@ -515,7 +516,7 @@ def test_tune_repairs_damaged_rows_of_both_splits(tmp_path, make_config, capsys)
     consolidated = _cache(config).path / "features.h5"
     with h5py.File(consolidated, "r+") as handle:  # NaN into one training and one test row, through HDF5
         index = {name: row for row, name in enumerate(handle["video"].asstr()[:])}
-        for key in (rows[3][0], test_rows[1][0]):
+        for key in map(_cache(config).identity, (rows[3][0], test_rows[1][0])):
             block = handle["features"][index[key]]
             block[0, 0] = np.nan
             handle["features"][index[key]] = block
@@ -566,3 +567,71 @@ def test_ffmpeg_s_own_lines_stay_out_of_the_console(tmp_path, make_config):
     assert result.returncode == 0, result.stderr[-3000:]
     assert " @ 0x" not in result.stderr + result.stdout, result.stderr[-3000:]
     assert damaged.name in next((tmp_path / "cache").glob("*/bad_videos.csv")).read_text()
+
+
+def test_two_data_folders_with_the_same_file_names_keep_their_own_rows(tmp_path, make_config, capsys):
+    """camA/ and camB/ hold different videos under the same names, of equal sizes and times: each folder's run
+    extracts its own once, never calls the other's rows changed, reads its own features; a video undecodable in one
+    folder is not left out of the other (bad_videos.csv names each file)."""
+    names = ["clip0.avi", "clip1.avi", "clip2.avi"]
+    for cam, seed in (("camA", 0), ("camB", 50)):
+        for i, name in enumerate(names[:2]):
+            write_video(tmp_path / cam / name, 12, seed=seed + i)
+        write_csv(tmp_path / cam / "train.csv", [(name, f"C{i % 2}") for i, name in enumerate(names)])
+        write_csv(tmp_path / cam / "test.csv", [(names[0], "C0")])
+    (tmp_path / "camA" / "clip2.avi").write_bytes(b"junk")  # undecodable in camA only
+    write_video(tmp_path / "camB" / "clip2.avi", 12, seed=52)
+    for name in names[:2]:  # same size (trailing bytes FFmpeg ignores) and same mtime in both folders
+        a, b = tmp_path / "camA" / name, tmp_path / "camB" / name
+        size = max(a.stat().st_size, b.stat().st_size)
+        for path in (a, b):
+            with path.open("ab") as fh:
+                fh.write(b"\0" * (size - path.stat().st_size))
+            os.utime(path, ns=(a.stat().st_mtime_ns, a.stat().st_mtime_ns))
+    configs = {cam: load_config(make_config({"data.root": str(tmp_path / cam), "cache.max_bad_fraction": 0.5},
+                                            name=f"{cam}.yaml")) for cam in ("camA", "camB")}
+    weights = resolve_weights(configs["camA"].extractor)
+    assert _cache(configs["camA"]).path == _cache(configs["camB"]).path  # one cache, two folders' rows
+    extracted = {cam: extract_videos(config, split_videos(config, "train")[0], weights, progress=False).extracted
+                 for cam, config in configs.items()}
+    assert extracted == {"camA": 2, "camB": 3}
+    again = [extract_videos(config, split_videos(config, "train")[0], weights, progress=False).extracted
+             for config in configs.values()]
+    assert again == [0, 0] and "changed on disk" not in capsys.readouterr().out
+    features = {cam: _cache(config).read(names[:2])[0] for cam, config in configs.items()}
+    assert not np.array_equal(features["camA"], features["camB"])
+    assert "clip2.avi" in _cache(configs["camA"]).bad_videos()
+    assert "clip2.avi" not in _cache(configs["camB"]).bad_videos()
+    import csv
+
+    with _cache(configs["camA"]).report.open() as fh:
+        assert [(r["video"], r["path"]) for r in csv.DictReader(fh)] == [
+            ("clip2.avi", f"{os.path.realpath(tmp_path / 'camA')}/clip2.avi")]
+
+
+def test_cache_rows_named_relative_to_a_folder_are_adopted_and_written_again_with_it(tmp_path, make_config,
+                                                                                     monkeypatch):
+    """A cache written before rows named their folder (schema 2: names relative to the data folder) is read as the
+    current folder's, not extracted again, and the next extract writes it with the folder's path."""
+    from videoclf.features import cache as cache_module
+
+    write_dataset(tmp_path / "data", n=2)
+    config = load_config(make_config())
+    videos, _ = split_videos(config, "train")
+    weights = resolve_weights(config.extractor)
+    extract_videos(config, videos, weights, progress=False)
+    cache = _cache(config)
+    features, mask, n_frames = cache.read([v.key for v in videos])
+    legacy = cache_module.FeatureCache(config.cache.dir, cache.key, cache.dim, config.cache.dtype)  # no folder
+    monkeypatch.setattr(cache_module, "SCHEMA_VERSION", 2)
+    legacy._write_file(cache.consolidated, [cache_module.Entry(v, features[i], int(n_frames[i]), mask[i])
+                                            for i, v in enumerate(videos)])
+    monkeypatch.undo()
+    with h5py.File(cache.consolidated, "r") as handle:
+        assert sorted(n.decode() for n in handle["video"][:]) == sorted(v.key for v in videos)
+    assert extract_videos(config, videos, weights, progress=False).extracted == 0
+    with h5py.File(cache.consolidated, "r") as handle:
+        assert handle.attrs["schema_version"] == 3
+        assert sorted(n.decode() for n in handle["video"][:]) == sorted(
+            f"{os.path.realpath(tmp_path / 'data')}/{v.key}" for v in videos)
+    assert np.array_equal(_cache(config).read([v.key for v in videos])[0], features)

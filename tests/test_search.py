@@ -478,3 +478,22 @@ def test_a_deleted_version_or_changed_training_videos_register_a_new_version(tmp
     assert float(version.tags["test_accuracy"]) == pytest.approx(parent.data.metrics["test_accuracy"], abs=1e-6)
     assert version.tags["training_content"] != client.get_model_version(
         "videoclf-test", again.registration.version).tags["training_content"]
+
+
+def test_an_attempt_that_reads_every_fold_back_still_reports_the_trial_whole(tmp_path, make_config):
+    """The attempt after one that finished every fold but died before reporting (a worker killed at the end of its
+    trial) trains nothing and reports what the first would have, its weight count included."""
+    from videoclf.data.ensure import ensure_data
+    from videoclf.features.backbones import resolve_weights
+    from videoclf.search.prepare import hypermodel_for, prepare
+    from videoclf.search.tuner import make_tuner
+    from videoclf.tracking import NullTracker
+
+    config = load_config(make_config({**TINY_SEARCH, "training.cv_folds": 2}))
+    ensure_data(config)
+    data = prepare(config, resolve_weights(config.extractor), progress=False)
+    tuner = make_tuner(config, hypermodel_for(config, data), data.folds, NullTracker("s"), "whole")
+    trial = tuner.oracle.create_trial("tuner0")
+    first = tuner.run_trial(trial)
+    again = tuner.run_trial(trial)  # the folds the first attempt left are all read back
+    assert again == first and again["n_weights"] > 0

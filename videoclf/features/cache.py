@@ -26,9 +26,12 @@ grid, descriptor version, crop, sampling rule, length), with the same files and
 guarantees; its ``features`` are the step descriptors and its ``mask`` says
 which steps exist (a sampled frame with a successor).
 
-Every HDF5 file holds the same datasets, one row per video: ``video`` (path
-relative to the data root), ``size`` and ``mtime_ns`` (to notice a changed
-file), ``n_frames`` (frames that really decoded), ``mask`` (positions holding
+Every HDF5 file holds the same datasets, one row per video: ``video`` (the
+file's path, its data folder resolved: a row belongs to one file, so two data
+folders with the same file names never share, evict or mislabel rows; files of
+schema 2 and before hold paths relative to the data folder, and the folder that
+reads them adopts them until its next merge writes them with its path),
+``size`` and ``mtime_ns`` (to notice a changed file), ``n_frames`` (frames that really decoded), ``mask`` (positions holding
 real frames), ``features`` ``(N, max_seq_length, dim)`` (a Fletcher-32
 checksum per row) and ``digest`` (16 bytes a row over all of the above).
 Attributes record the full key and the versions that wrote it. Later files
@@ -65,7 +68,7 @@ from videoclf.features.sample import SAMPLING_RULE
 from videoclf.features.views import PLAIN, View
 from videoclf.versions import installed_versions
 
-SCHEMA_VERSION = 2  # 2: a per-row digest (files of 1 are read, checked by checksum and invariants)
+SCHEMA_VERSION = 3  # 3: rows named by resolved path; 2: a per-row digest (1: checked by checksum and invariants)
 CONSOLIDATED = "features.h5"
 
 
@@ -128,6 +131,7 @@ class _Location:
     row: int
     size: int
     mtime_ns: int
+    name: str  # the row's ``video`` as stored (its digest covers it)
 
 
 def cache_slug(key: dict) -> str:
@@ -143,8 +147,10 @@ class FeatureCache:
     """Reads and appends cached features for one key (see module docstring)."""
 
     def __init__(self, root: str | Path, key: dict, dim: int, dtype: str = "float16",
-                 shard: tuple[int, int] | None = None):
+                 shard: tuple[int, int] | None = None, data_root: str | Path | None = None):
         self.key = dict(key)
+        # the data folder this cache serves, resolved: video keys are relative to it (None: keys are whole names)
+        self.folder = os.path.realpath(data_root) if data_root is not None else None
         self.dim = dim
         self.dtype = np.dtype(dtype)
         self.max_length = int(key["max_seq_length"])
@@ -173,12 +179,23 @@ class FeatureCache:
             yield self
 
     # -- reading ---------------------------------------------------------
+    def identity(self, key: str) -> str:
+        """The name a video's row is stored under: its path with the data folder resolved."""
+        return key if self.folder is None or os.path.isabs(key) else f"{self.folder}/{key}"
+
+    def _key_of(self, identity: str) -> str:
+        """A stored name as this folder's video key (relative when the file is in the folder)."""
+        inside = self.folder is not None and identity.startswith(self.folder + "/")
+        return identity[len(self.folder) + 1:] if inside else identity
+
     def bad_videos(self) -> dict[str, str]:
-        """Video key → reason, from every writer's ``bad_videos*.csv`` (videos extraction skipped)."""
+        """Video key → reason, from every writer's ``bad_videos*.csv`` (videos extraction skipped), for the files
+        of this data folder (a row without a ``path``, written before rows named their file, counts for any)."""
         bad: dict[str, str] = {}
         for report in sorted(self.path.glob("bad_videos*.csv")):
             with report.open(newline="") as fh:
-                bad.update({row["video"]: row["reason"] for row in csv.DictReader(fh) if row.get("video")})
+                bad.update({row["video"]: row["reason"] for row in csv.DictReader(fh) if row.get("video")
+                            and row.get("path") in (None, "", self.identity(row["video"]))})
         return bad
 
     def files(self) -> list[Path]:
@@ -211,17 +228,26 @@ class FeatureCache:
         return handle
 
     def index(self) -> dict[str, _Location]:
-        """Where the newest entry of every cached video lives."""
+        """Where the newest entry of every cached video lives, by this folder's video keys."""
         return _retry_vanished(self._index)
 
     def _index(self) -> dict[str, _Location]:
+        return {self._key_of(identity): loc for identity, loc in self._rows().items()}
+
+    def _rows(self) -> dict[str, _Location]:
+        """Every file's newest row, by stored identity (a schema-2 row's relative name adopted by this folder)."""
         found: dict[str, _Location] = {}
         for file in self.files():
             with self._open(file) as handle:
                 videos, sizes, mtimes = _names_and_stamps(file, handle)
             for row, video in enumerate(videos):
-                found[video] = _Location(file, row, int(sizes[row]), int(mtimes[row]))
+                found[self.identity(video)] = _Location(file, row, int(sizes[row]), int(mtimes[row]), video)
         return found
+
+    def _legacy(self, file: Path) -> bool:
+        """Whether ``file`` names its rows relative to a data folder (schema 2 and before)."""
+        with self._open(file) as handle:
+            return int(handle.attrs.get("schema_version", 1)) < 3
 
     def missing(self, videos: list[VideoRef], verify: bool = True) -> list[VideoRef]:
         """Videos to extract: no entry, a file changed since it was cached, or (``verify``: every cached row is read
@@ -296,7 +322,7 @@ class FeatureCache:
                 stored = _StoredRows(handle, [r for _, r in rows])
             for position, (out_row, _) in enumerate(rows):
                 key = keys[out_row]
-                problem = stored.problem(position, key, index[key], self)
+                problem = stored.problem(position, index[key], self)
                 if problem:
                     damaged[key] = f"{problem} in {file.name}"
                     continue
@@ -351,7 +377,8 @@ class FeatureCache:
             handle.attrs["schema_version"] = SCHEMA_VERSION
             handle.attrs["written_by"] = json.dumps(_versions())
             handle.attrs["written_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            handle.create_dataset("video", data=[e.video.key for e in entries], dtype=h5py.string_dtype())
+            names = [self.identity(e.video.key) for e in entries]
+            handle.create_dataset("video", data=names, dtype=h5py.string_dtype())
             handle.create_dataset("size", data=np.array([e.video.size for e in entries], np.int64))
             handle.create_dataset("mtime_ns", data=np.array([e.video.mtime_ns for e in entries], np.int64))
             handle.create_dataset("n_frames", data=np.array([e.n_frames for e in entries], np.int64))
@@ -362,7 +389,7 @@ class FeatureCache:
             handle.create_dataset("features", data=features, chunks=(1, self.max_length, self.dim), fletcher32=True)
             # And one digest per row over everything else it holds (key, size, mtime, n_frames, mask, features).
             handle.create_dataset("digest", data=np.stack([
-                row_digest(e.video.key, e.video.size, e.video.mtime_ns, e.n_frames, mask[i], features[i])
+                row_digest(names[i], e.video.size, e.video.mtime_ns, e.n_frames, mask[i], features[i])
                 for i, e in enumerate(entries)]))
 
     def bytes_per_video(self) -> int:
@@ -378,12 +405,17 @@ class FeatureCache:
         self._write_file(self.parts / name, entries)
 
     def compact(self) -> None:
-        """Merges this writer's parts into its consolidated file (caller holds the lock); crash-safe by rename."""
+        """Merges this writer's parts into its consolidated file (caller holds the lock); crash-safe by rename. A
+        consolidated file of schema 2 is written again too: its rows then name this data folder."""
         parts = self._own_parts()
-        if not parts:
+        legacy = self.folder is not None and self.consolidated.is_file() and self._legacy(self.consolidated)
+        if not parts and not legacy:
             return
+        if legacy:
+            print(f"{self.consolidated}: written before rows named their data folder; writing it again with "
+                  f"{self.folder} (once)", flush=True)
         own = {self.consolidated, *parts}
-        index = {k: loc for k, loc in self.index().items() if loc.file in own}
+        index = {k: loc for k, loc in _retry_vanished(self._rows).items() if loc.file in own}
         keys = sorted(index)
         features, mask, n_frames, damaged = self._read_rows(keys, index)
         # a damaged row is left out: the next extract finds it missing and extracts it again
@@ -397,22 +429,23 @@ class FeatureCache:
             part.unlink(missing_ok=True)
 
     def write_bad_report(self, requested: list[VideoRef], bad: dict[str, str]) -> None:
-        """Merges this run's reasons into ``bad_videos.csv`` by video key: the other splits' and runs' reasons
-        stay; a requested video that decodes now leaves the list (caller holds the lock). Each row names the
-        file it looked at (``path``: the key is relative to the data folder it came from)."""
-        asked = {v.key: str(v.path) for v in requested}
-        kept: dict[str, tuple[str, str]] = {}
+        """Merges this run's reasons into ``bad_videos.csv`` by video file: the other splits', runs' and data
+        folders' reasons stay; a requested video that decodes now leaves the list (caller holds the lock). Each
+        row names the file it looked at (``path``, its data folder resolved: the key is relative to it)."""
+        asked = {v.key: self.identity(v.key) for v in requested}
+        kept: dict[tuple[str, str], str] = {}  # (video, path) -> reason: two data folders keep their own rows
         if self.report.is_file():
             with self.report.open(newline="") as fh:
-                kept = {row["video"]: (row["reason"], row.get("path") or "") for row in csv.DictReader(fh)
-                        if row.get("video") and row["video"] not in asked}
-        kept.update({key: (reason, asked.get(key, "")) for key, reason in bad.items()})
+                kept = {(row["video"], row.get("path") or ""): row["reason"] for row in csv.DictReader(fh)
+                        if row.get("video") and (row["video"] not in asked
+                                                 or row.get("path") not in ("", None, asked[row["video"]]))}
+        kept.update({(key, asked.get(key, self.identity(key))): reason for key, reason in bad.items()})
         temporary = self.report.with_suffix(".csv.tmp")
         try:
             with temporary.open("w", newline="") as fh:
                 writer = csv.writer(fh, lineterminator="\n")
                 writer.writerow(["video", "reason", "path"])
-                writer.writerows((key, reason, path) for key, (reason, path) in sorted(kept.items()))
+                writer.writerows((key, reason, path) for (key, path), reason in sorted(kept.items()))
             temporary.replace(self.report)
         except OSError as exc:
             temporary.unlink(missing_ok=True)
@@ -480,14 +513,14 @@ class _StoredRows:
         self.n_frames = handle["n_frames"][rows]
         self.digests = handle["digest"][rows] if "digest" in handle else None  # schema 1 files have none
 
-    def problem(self, position: int, key: str, location: _Location, cache: FeatureCache) -> str | None:
+    def problem(self, position: int, location: _Location, cache: FeatureCache) -> str | None:
         """Why the row at ``position`` cannot be trusted (checksum, invariants, digest), or None."""
         if position in self.unreadable:
             return "features fail their checksum"
         features, mask, n_frames = self.features[position], self.mask[position], self.n_frames[position]
         problem = cache.row_problem(features, mask, n_frames)
         if problem is None and self.digests is not None and not np.array_equal(
-                row_digest(key, location.size, location.mtime_ns, int(n_frames), mask, features),
+                row_digest(location.name, location.size, location.mtime_ns, int(n_frames), mask, features),
                 self.digests[position]):
             problem = "contents do not match their digest"
         return problem
@@ -536,7 +569,7 @@ def cache_key(config: Config, weights: WeightsSource, view: View = PLAIN) -> dic
 def open_cache(config: Config, weights: WeightsSource, shard: tuple[int, int] | None = None,
                view: View = PLAIN) -> FeatureCache:
     return FeatureCache(config.cache.dir, cache_key(config, weights, view), FEATURE_DIMS[config.extractor.name],
-                        config.cache.dtype, shard)
+                        config.cache.dtype, shard, config.data.root)
 
 
 def motion_cache_key(config: Config, view: View = PLAIN) -> dict:
@@ -556,5 +589,5 @@ def open_motion_cache(config: Config, shard: tuple[int, int] | None = None,
     if not config.motion.enabled:
         return None
     return FeatureCache(config.cache.dir, motion_cache_key(config, view), descriptor_size(config.motion.grid),
-                        MOTION_DTYPE, shard)
+                        MOTION_DTYPE, shard, config.data.root)
 

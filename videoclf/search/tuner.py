@@ -116,6 +116,8 @@ class CrossValidatedTuner:
                   f"back from an earlier attempt ({checkpoints})", flush=True)
         if self.lease is not None:
             self.lease.check()  # a lost attempt logs nothing more
+        if not weights:  # every fold was read back from an earlier attempt: no model was built to count
+            build()
         self._track(self.tracker.trial_curves, trial.trial_id, result.curves, result.fold_scores)
         self._keep_out_of_fold(trial.trial_id, result.out_of_fold)
         return {**result.metrics(), "n_weights": float(weights[0])}
