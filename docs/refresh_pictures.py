@@ -1,10 +1,12 @@
 """Refreshes README's pictures from a real search: the MLflow UI, the parent run's description, its curves.
 
 Run it after the main job (``mlflow run . -e tune --env-manager local``) in the
-repository root: it starts ``mlflow server`` on the job's store, drives
-Chromium (playwright) to the experiment's training runs with the latest search
-expanded, then to that run's description, and copies the run's
-``evaluation/training_curves.png``.
+repository root, on a fresh store: it starts ``mlflow server`` on the job's
+store and drives a fresh Chromium profile (playwright) to the links the job
+prints, as a newcomer opens them: the search's trials by score, their charts,
+then the parent run's description; it copies the run's
+``evaluation/training_curves.png``. The Assistant panel MLflow opens on a
+browser's first visit is closed first, as README says to.
 
 usage: python docs/refresh_pictures.py [--store sqlite:///mlflow.db] [--experiment videoclf-demo]
 """
@@ -32,14 +34,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _tidy(page) -> None:
-    """The UI's model-training view, without its assistant panel (both are remembered by the browser only)."""
-    for action in (lambda: page.get_by_text("Model training", exact=True).first.click(timeout=5000),
-                   lambda: page.locator("button[aria-label*='lose']").last.click(timeout=5000)):
-        try:
-            action()
-        except Exception:  # noqa: BLE001 - another MLflow UI version: the picture is still right
-            pass
+def _close_assistant(page) -> None:
+    """MLflow's Assistant panel, open on a browser's first visit, closed as README says (the browser remembers)."""
+    try:
+        page.locator("button[aria-label*='lose']").last.click(timeout=5000)
+    except Exception:  # noqa: BLE001 - another MLflow UI version without the panel: the picture is still right
+        pass
 
 
 def main() -> None:
@@ -49,6 +49,9 @@ def main() -> None:
     args = parser.parse_args()
     from mlflow.tracking import MlflowClient
     from playwright.sync_api import sync_playwright
+
+    from videoclf.tracking import SEARCH_TAG
+    from videoclf.ui_views import run_url, trials_url
 
     client = MlflowClient(args.store)
     experiment = client.get_experiment_by_name(args.experiment)
@@ -72,14 +75,17 @@ def main() -> None:
         with sync_playwright() as driver:
             browser = driver.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
             page = browser.new_page(viewport={"width": 1500, "height": 900})
-            page.goto(f"{base}/#/experiments/{experiment.experiment_id}/runs")
-            _tidy(page)
-            page.get_by_text(parent.info.run_name, exact=True).first.wait_for(timeout=60000)
-            page.locator("button[data-component-id*='runnamecellrenderer']").first.click()  # its trials
-            page.get_by_text("trial-0", exact=False).first.wait_for(timeout=30000)
-            time.sleep(2)
+            search_id = parent.data.tags[SEARCH_TAG]
+            page.goto(trials_url(experiment.experiment_id, search_id, port))
+            page.get_by_text("trial-0", exact=False).first.wait_for(timeout=60000)
+            _close_assistant(page)
+            time.sleep(3)
             page.screenshot(path=str(DOCS / "mlflow_ui.png"))
-            page.goto(f"{base}/#/experiments/{experiment.experiment_id}/runs/{parent.info.run_id}")
+            page.goto(trials_url(experiment.experiment_id, search_id, port, charts=True))
+            page.get_by_text("Parallel Coordinates", exact=True).first.wait_for(timeout=60000)
+            time.sleep(5)
+            page.screenshot(path=str(DOCS / "mlflow_ui_charts.png"))
+            page.goto(run_url(experiment.experiment_id, parent.info.run_id, port))
             page.get_by_text("champion vs baselines", exact=False).first.wait_for(timeout=60000)
             time.sleep(2)
             page.screenshot(path=str(DOCS / "parent_run_description.png"), full_page=True)

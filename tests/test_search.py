@@ -57,6 +57,7 @@ def test_search_logs_every_trial_registers_and_tests_the_winner(tmp_path, make_c
     note = parent.data.tags["mlflow.note.content"]  # the run's description in the UI: a leaderboard
     assert "champion vs baselines" in note and "Trials, best first" in note and "version 1" in note
     assert "Which hyperparameters mattered" in note and "too few" in note  # 3 trials
+    assert f"viewStateShareKey=videoclf-{result.search_id}&workflowType=machine_learning" in note  # trials view
     assert parent.data.tags["grouping"] == "UCF101 gNN in the video names"
     assert parent.data.tags["best_trial_run_id"] in {r.info.run_id for r in runs}
     version_page = client.get_model_version("videoclf-test", result.registration.version)

@@ -143,7 +143,12 @@ CHROMIUM = Path("/usr/bin/chromium")
 @pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"),
                     reason="Debian chromium not installed; .ci/run installs it")
 def test_mlflow_ui_lists_the_trial_runs_in_a_browser(searched, tmp_path):
+    """From a fresh browser: the experiment's link opens on its training runs (not MLflow 3.17's GenAI overview),
+    the search's saved view lists its trials by score with the score as a column, and its charts draw every trial
+    with a parallel-coordinates chart of the score."""
     from playwright.sync_api import sync_playwright
+
+    from videoclf.ui_views import TRAINING_RUNS, decode_view, trials_url
 
     port = free_port()
     server = subprocess.Popen(
@@ -159,13 +164,27 @@ def test_mlflow_ui_lists_the_trial_runs_in_a_browser(searched, tmp_path):
                 args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
                       "--disable-component-update", "--disable-sync"])
             page = browser.new_page(viewport={"width": 1500, "height": 900})
-            page.goto(f"http://127.0.0.1:{port}/#/experiments/{experiment.experiment_id}/runs")
+            page.goto(f"http://127.0.0.1:{port}/#/experiments/{experiment.experiment_id}?{TRAINING_RUNS}")
             page.get_by_text("searched", exact=True).first.wait_for(timeout=60000)  # the search's parent run
+            assert "/runs" in page.url and page.get_by_text("Overview", exact=True).count() == 0
             page.locator("button[data-component-id*='runnamecellrenderer']").first.click()  # expand its trials
             page.get_by_text("trial-0", exact=True).first.wait_for(timeout=30000)
             page.screenshot(path=str(tmp_path / "mlflow_ui.png"))
+            search_id = searched["result"].search_id
+            page.goto(trials_url(experiment.experiment_id, search_id, port))  # the link the job prints
+            page.get_by_text("trial-0", exact=True).first.wait_for(timeout=60000)
+            page.get_by_text(f"videoclf: search {search_id}", exact=False).first.wait_for(timeout=30000)
+            assert page.get_by_text("Sort: score", exact=True).count() == 1
+            page.goto(trials_url(experiment.experiment_id, search_id, port, charts=True))
+            page.get_by_text("Parallel Coordinates", exact=True).first.wait_for(timeout=60000)
+            page.get_by_text("Showing all runs", exact=True).first.wait_for(timeout=30000)
             browser.close()
         assert (tmp_path / "mlflow_ui.png").stat().st_size > 10_000
+        tags = MlflowClient(searched["uri"]).get_experiment(experiment.experiment_id).tags
+        name, state = decode_view(tags[f"mlflow.sharedViewState.videoclf-{search_id}"])
+        assert state["runsHiddenMode"] == "SHOW_ALL" and state["selectedColumns"][0] == "metrics.`score`"
+        assert search_id in state["searchFilter"] and state["orderByKey"] == "metrics.`score`"
+        assert "learning_rate" in state["compareRunCharts"][0]["selectedParams"]
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)

@@ -78,7 +78,10 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 
 def ui_url(experiment_id: str, run_id: str, port: int = 5000) -> str:
-    return f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs/{run_id}"
+    """A run's page in MLflow's UI (its training view: ``videoclf.ui_views``)."""
+    from videoclf.ui_views import run_url
+
+    return run_url(experiment_id, run_id, port)
 
 
 def ui_command(tracking_uri: str) -> str:
@@ -88,14 +91,17 @@ def ui_command(tracking_uri: str) -> str:
     return f"mlflow ui --backend-store-uri {tracking_uri}"
 
 
-def tune_summary(*, tracking_uri: str, experiment: str, experiment_id: str, run_id: str, registration,
-                 evaluation, example_video: Path | None, alias: str) -> str:
+def tune_summary(*, tracking_uri: str, experiment: str, experiment_id: str, run_id: str, search_id: str,
+                 registration, evaluation, example_video: Path | None, alias: str) -> str:
     """The closing lines of ``tune``: where results are, what was registered, and what to do next."""
+    from videoclf.ui_views import CHARTS, trials_url
+
     lines = ["", "=" * 78, "summary",
              f"  tracking store : {tracking_uri}",
              f"  experiment     : {experiment} (id {experiment_id})",
              f"  search run     : {run_id}",
-             f"  in the UI      : {ui_url(experiment_id, run_id)} (after the command below)"]
+             f"  in the UI      : {ui_url(experiment_id, run_id)} (after the command below)",
+             f"  trials by score: {trials_url(experiment_id, search_id)} (add &{CHARTS} for their curves)"]
     if registration is not None:
         decision = f"holds '{alias}'" if registration.champion else f"does not hold '{alias}'"
         lines.append(f"  registered     : {registration.name} version {registration.version}, {decision}: "
@@ -113,12 +119,16 @@ def finished_summary(run, registration, alias: str) -> str:
     """What a re-run of a finished search says instead of working: the result, the registry entry, where to look."""
     import mlflow
 
+    from videoclf.tracking import SEARCH_TAG
+    from videoclf.ui_views import trials_url
+
     metrics, tags = run.data.metrics, run.data.tags
     tracking_uri = mlflow.get_tracking_uri()
-    lines = ["", "=" * 78, f"search {tags['videoclf_search_id']} finished earlier with the same data and settings: "
+    lines = ["", "=" * 78, f"search {tags[SEARCH_TAG]} finished earlier with the same data and settings: "
              "nothing to do (raise tuning.max_trials to search further)",
              f"  tracking store : {tracking_uri}",
-             f"  search run     : {run.info.run_id} ({ui_url(run.info.experiment_id, run.info.run_id)} in the UI)"]
+             f"  search run     : {run.info.run_id} ({ui_url(run.info.experiment_id, run.info.run_id)} in the UI)",
+             f"  trials by score: {trials_url(run.info.experiment_id, tags[SEARCH_TAG])}"]
     if "selection_score" in metrics and "test_accuracy" in metrics:
         lines.append(f"  result         : selection score {metrics['selection_score']:.4f}, test accuracy "
                      f"{metrics['test_accuracy']:.4f}")

@@ -256,6 +256,12 @@ class SearchTracker:
     def set_tags(self, tags: dict[str, str]) -> None:
         self.client.log_batch(self.parent_run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
+    def save_trials_view(self, hyperparameters: list[str]) -> None:
+        """The search's saved view in MLflow's UI: its trials by score (``videoclf.ui_views``)."""
+        from videoclf.ui_views import save_trials_view
+
+        save_trials_view(self.client, self.experiment_id, self.search_id, hyperparameters)
+
     def search_curves(self, metrics=("val_accuracy", "train_accuracy", "val_loss", "train_loss")
                       ) -> dict[str, dict[str, list[float]]]:
         """Per-epoch curves of every finished trial of this search, from MLflow: ``{trial_id: {metric: values}}``."""
@@ -388,6 +394,6 @@ class NullTracker:
     def _nothing(self, *args, **kwargs) -> None:
         return None
 
-    log_setup = set_tags = log_metrics = log_artifact_files = tag_trial = _nothing
+    log_setup = set_tags = log_metrics = log_artifact_files = tag_trial = save_trials_view = _nothing
     trial_started = trial_curves = trial_file = trial_ended = finish = trial_lost = trial_runs_lost = _nothing
 

@@ -22,6 +22,7 @@ from videoclf.search.importance import importance_text, write_importance_plot
 from videoclf.dataset import NO_GROUPS
 from videoclf.search.prepare import GROUPING_WARNING, PreparedData
 from videoclf.tracking import SearchTracker
+from videoclf.ui_views import trials_path
 from videoclf.streams import APPEARANCE
 
 SUMMARY_COLUMNS = ("trial", "status", "score", "score_se", "family", "streams", "inputs", "temporal_centering",
@@ -176,8 +177,9 @@ def disagreement(selection_score: float, registered, grouping: str) -> str | Non
             f"leaves whole sources out), and prefer simpler models (tuning.select: one_se).")
 
 
-def leaderboard_markdown(outcome: Outcome, registration: Registration | None) -> str:
-    """The parent run's description in the MLflow UI: champion vs baselines, the decision, trials best first."""
+def leaderboard_markdown(outcome: Outcome, registration: Registration | None, trials_link: str | None = None) -> str:
+    """The parent run's description in the MLflow UI: champion vs baselines, the decision, trials best first
+    (``trials_link``: the search's saved view of its trials, ``videoclf.ui_views``)."""
     lines = [f"### Search `{outcome.name}`: champion vs baselines", "", markdown_table(outcome.comparison), "",
              f"**{outcome.verdict}**", ""]
     if outcome.final.selection is not None:
@@ -197,7 +199,10 @@ def leaderboard_markdown(outcome: Outcome, registration: Registration | None) ->
         lines += [f"**Warning: {GROUPING_WARNING}**", ""]
     lines += ["#### Which hyperparameters mattered", "", importance_markdown(outcome), ""]
     lines += [f"#### Trials, best first ({outcome.data.protocol}, grouped by {outcome.data.train.grouping}; "
-              f"winner: trial {outcome.best.trial_id})", "", markdown_table(summary_columns(outcome.trials).head(30))]
+              f"winner: trial {outcome.best.trial_id})", ""]
+    if trials_link:
+        lines += [f"[Every trial by score: their curves and a parallel-coordinates chart]({trials_link})", ""]
+    lines += [markdown_table(summary_columns(outcome.trials).head(30))]
     return "\n".join(lines)
 
 
@@ -276,7 +281,8 @@ def log_registration(tracker: SearchTracker, outcome: Outcome, registration: Reg
         for trial_id in trials:
             tracker.tag_trial(trial_id, "registered_model_version", pointer)
         tracker.set_tags({"registered_model_version": pointer})
-    tracker.set_tags({"mlflow.note.content": leaderboard_markdown(outcome, registration)})
+    link = trials_path(tracker.experiment_id, tracker.search_id, charts=True) if tracker.parent_run_id else None
+    tracker.set_tags({"mlflow.note.content": leaderboard_markdown(outcome, registration, link)})
 
 
 def print_trials(config: Config, data: PreparedData, best, trials: pd.DataFrame) -> None:

@@ -42,6 +42,7 @@ from videoclf.search.publish import publish, writing_artifacts
 from videoclf.search.select import Candidate, baseline_candidate, select, trial_candidate
 from videoclf.search.tuner import direction, make_tuner
 from videoclf.tracking import FINISHED_TAG, NullTracker, SearchTracker
+from videoclf.ui_views import varied_hyperparameters
 
 
 @dataclass
@@ -168,6 +169,8 @@ def _run_trials(config: Config, data: PreparedData, tracker):
     keras.utils.set_random_seed(config.training.seed)
     tuner = make_tuner(config, hypermodel_for(config, data), data.folds, tracker, tracker.search_id,
                        data.vocabulary.classes)
+    if not is_worker():
+        tracker.save_trials_view(varied_hyperparameters(tuner.oracle.hyperparameters))
     with writing_to(f"the tuner directory {config.tuning.directory}", "make room there, or set tuning.directory "
                     "to another folder (e.g. --set tuning.directory=/scratch/tuner)"):
         _search(tuner, config, tracker.search_id)
@@ -219,6 +222,6 @@ def _print_summary(config: Config, tracker: SearchTracker, data: PreparedData, f
 
     print(tune_summary(tracking_uri=mlflow.get_tracking_uri(), experiment=config.tracking.experiment_name,
                        experiment_id=tracker.experiment_id, run_id=tracker.parent_run_id,
-                       registration=registration, evaluation=final.registered,
+                       search_id=tracker.search_id, registration=registration, evaluation=final.registered,
                        example_video=config.data.root / data.test.keys[0] if data.test.keys else None,
                        alias=config.tracking.champion_alias), flush=True)
