@@ -148,7 +148,7 @@ def test_mlflow_ui_lists_the_trial_runs_in_a_browser(searched, tmp_path):
     with a parallel-coordinates chart of the score."""
     from playwright.sync_api import sync_playwright
 
-    from videoclf.ui_views import TRAINING_RUNS, decode_view, trials_url
+    from videoclf.ui_views import SAVED_VIEW_TAG_PREFIX, TRAINING_RUNS, decode_view, trials_url, trials_view_id
 
     port = free_port()
     server = subprocess.Popen(
@@ -181,7 +181,7 @@ def test_mlflow_ui_lists_the_trial_runs_in_a_browser(searched, tmp_path):
             browser.close()
         assert (tmp_path / "mlflow_ui.png").stat().st_size > 10_000
         tags = MlflowClient(searched["uri"]).get_experiment(experiment.experiment_id).tags
-        name, state = decode_view(tags[f"mlflow.sharedViewState.videoclf-{search_id}"])
+        name, state = decode_view(tags[SAVED_VIEW_TAG_PREFIX + trials_view_id(search_id)])
         assert state["runsHiddenMode"] == "SHOW_ALL" and state["selectedColumns"][0] == "metrics.`score`"
         assert search_id in state["searchFilter"] and state["orderByKey"] == "metrics.`score`"
         assert "learning_rate" in state["compareRunCharts"][0]["selectedParams"]

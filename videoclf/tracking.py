@@ -29,6 +29,9 @@ FINISHED_TAG = "videoclf_finished"  # on a parent run whose whole job ended: wha
 TRIAL_TAG = "kt_trial_id"
 STATUS_TAG = "kt_status"
 ROLE_TAG = "videoclf_role"
+SCORE_METRIC = "score"  # a trial run's objective value
+SCORE_SE_METRIC = "score_se"  # its standard error over folds
+TRIAL_SECONDS_METRIC = "trial_seconds"
 PACKAGES = ("videoclf", "tensorflow", "keras", "keras-tuner", "mlflow", "opencv-python-headless", "numpy",
             "h5py")
 
@@ -309,7 +312,7 @@ class SearchTracker:
                    for epoch, value in enumerate(values)]
         metrics += [Metric("fold_score", float(score), now, fold) for fold, score in enumerate(fold_scores)]
         if len(fold_scores) > 1:
-            metrics.append(Metric("score_se", standard_error(fold_scores), now, 0))
+            metrics.append(Metric(SCORE_SE_METRIC, standard_error(fold_scores), now, 0))
         for start in range(0, len(metrics), 1000):
             self.client.log_batch(self._trial_runs[trial_id], metrics=metrics[start: start + 1000])
 
@@ -320,9 +323,9 @@ class SearchTracker:
     def trial_ended(self, trial_id: str, status: str, score: float | None, best_epoch: int | None,
                     message: str | None) -> None:
         run_id = self._trial_runs.pop(trial_id)
-        metrics = {"trial_seconds": time.perf_counter() - self._trial_started.pop(trial_id)}
+        metrics = {TRIAL_SECONDS_METRIC: time.perf_counter() - self._trial_started.pop(trial_id)}
         if score is not None:
-            metrics["score"] = score
+            metrics[SCORE_METRIC] = score
         if best_epoch is not None:
             metrics["best_epoch"] = best_epoch
         now = int(time.time() * 1000)

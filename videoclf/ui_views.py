@@ -20,14 +20,14 @@ import json
 import time
 import zlib
 
-from videoclf.tracking import ROLE_TAG, SEARCH_TAG, STATUS_TAG
+from videoclf.tracking import (ROLE_TAG, SCORE_METRIC, SCORE_SE_METRIC, SEARCH_TAG, STATUS_TAG,
+                               TRIAL_SECONDS_METRIC)
 
 SAVED_VIEW_TAG_PREFIX = "mlflow.sharedViewState."  # an experiment tag per saved Runs-tab view
 PRIMARY_METRIC_TAG = "mlflow.experiment.primaryMetric.name"  # the metric MLflow charts first
 VIEW_KEY = "viewStateShareKey"  # the URL parameter that opens a saved view
 TRAINING_RUNS = "workflowType=machine_learning"  # the URL parameter that opens MLflow's training view, not GenAI
 CHARTS = "compareRunsMode=CHART"  # the URL parameter that opens the Runs tab on its charts
-SCORE_METRIC = "score"  # a trial run's objective value (videoclf.tracking.SearchTracker.trial_ended)
 MAX_AXES = 8  # hyperparameters on the parallel-coordinates chart (more are unreadable)
 _DEFLATE = "deflate;"
 
@@ -57,8 +57,8 @@ def trials_view_state(search_id: str, hyperparameters: list[str]) -> dict:
         "searchFilter": f"tags.{SEARCH_TAG} = '{search_id}' and tags.{ROLE_TAG} = 'trial'",
         "orderByKey": f"metrics.`{SCORE_METRIC}`", "orderByAsc": False, "startTime": "ALL",
         "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
-        "selectedColumns": [f"metrics.`{SCORE_METRIC}`", "metrics.`score_se`", f"tags.`{STATUS_TAG}`",
-                            *(f"params.`{name}`" for name in hyperparameters), "metrics.`trial_seconds`"],
+        "selectedColumns": [f"metrics.`{SCORE_METRIC}`", f"metrics.`{SCORE_SE_METRIC}`", f"tags.`{STATUS_TAG}`",
+                            *(f"params.`{name}`" for name in hyperparameters), f"metrics.`{TRIAL_SECONDS_METRIC}`"],
         "columnOrder": [], "columnWidths": {},
         "runsHiddenMode": "SHOW_ALL",  # every trial's curve, not the first 10
         "viewMaximized": False, "runListHidden": False, "isAccordionReordered": False,

@@ -31,8 +31,8 @@ file's path, its data folder resolved: a row belongs to one file, so two data
 folders with the same file names never share, evict or mislabel rows; files of
 schema 2 and before hold paths relative to the data folder, and the folder that
 reads them adopts them until its next merge writes them with its path),
-``size`` and ``mtime_ns`` (to notice a changed file), ``n_frames`` (frames that really decoded), ``mask`` (positions holding
-real frames), ``features`` ``(N, max_seq_length, dim)`` (a Fletcher-32
+``size`` and ``mtime_ns`` (to notice a changed file), ``n_frames`` (frames
+that really decoded), ``mask`` (positions holding real frames), ``features`` ``(N, max_seq_length, dim)`` (a Fletcher-32
 checksum per row) and ``digest`` (16 bytes a row over all of the above).
 Attributes record the full key and the versions that wrote it. Later files
 win over earlier ones, so a re-extracted video supersedes its stale entry.
