@@ -190,3 +190,35 @@ def test_conditional_hyperparameters_cross_the_wire_without_printing(capsys):
 
     assert conditions.Parent("family", ["gru"]).to_proto() is not None
     assert capsys.readouterr().out == ""
+
+
+def test_a_worker_with_the_budget_handed_out_waits_while_others_run_and_takes_a_lost_trial(tmp_path, monkeypatch):
+    """The last trial is handed out; a worker asking for more is told to wait (IDLE), not to stop, while another
+    worker still runs one: that one dies, its trial is queued again, and the waiting worker runs it. Told to stop, it
+    would have left, and the chief would have ended with the trial never run (the chaos test's seed 7 on CI)."""
+    oracle, book, lost, chief = _chief(tmp_path, monkeypatch, lease_seconds=1.0, trial_attempts=3)
+    doomed, doomed_lease = _worker("tuner0", monkeypatch, 1.0)
+    first = doomed.create_trial("tuner0")
+    doomed_lease.began(first.trial_id)
+    live, live_lease = _worker("tuner1", monkeypatch, 1.0)
+    second = live.create_trial("tuner1")
+    live_lease.began(second.trial_id)
+    live.update_trial(second.trial_id, {"score": 1.0})
+    live.end_trial(kt.engine.trial.Trial(oracle.get_space(), second.trial_id, "COMPLETED"))
+    live_lease.ended()
+    assert live.create_trial("tuner1").status == "IDLE"  # tuner0 still runs the last trial
+    assert chief.is_alive() and "tuner1" in oracle.tuner_ids
+    doomed_lease.stop_beating()  # tuner0 dies with its trial
+    _wait(lambda: lost)
+    again = live.create_trial("tuner1")
+    while again.status == "IDLE":
+        again = live.create_trial("tuner1")
+    assert again.trial_id == first.trial_id and again.status == "RUNNING"
+    live_lease.began(again.trial_id)
+    live.update_trial(again.trial_id, {"score": 2.0})
+    live.end_trial(kt.engine.trial.Trial(oracle.get_space(), again.trial_id, "COMPLETED"))
+    live_lease.ended()
+    assert live.create_trial("tuner1").status == "STOPPED"  # nothing runs anywhere: now it may leave
+    chief.join(timeout=20)
+    assert not chief.is_alive() and all(t.status == "COMPLETED" for t in oracle.trials.values())
+    live_lease.stop_beating()

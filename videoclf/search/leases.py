@@ -58,6 +58,7 @@ LOST_STATUS = "LOST"  # a lost attempt's MLflow run status tag (videoclf.trackin
 LEASES_FILE = "leases.json"  # the chief's book, in the tuner's project folder
 SEARCH_OVER_FILE = "search_over"  # left in the project folder by a chief that served its whole budget
 SERVER_THREADS = 8
+IDLE_SECONDS = 1.0  # how long a worker told to wait (the budget handed out, trials still running) waits to ask again
 RECONNECT_SECONDS = 600.0  # how long a worker's call waits for a chief that stopped answering  # answers at once (the oracle's own methods still run one at a time)
 
 
@@ -301,6 +302,20 @@ def save_atomically(oracle) -> None:
     oracle.save, oracle._save_trial = save, save_trial
 
 
+def _others_running(oracle, tuner_id: str) -> bool:
+    """Whether other workers still hold trials; if so, ``tuner_id`` (which KerasTuner dropped when it answered
+    STOPPED) is counted as a live worker again. Under the oracle's lock."""
+    from keras_tuner.src.engine.oracle import synchronized
+
+    def check(oracle) -> bool:
+        if any(holder != tuner_id for holder in oracle.ongoing_trials):
+            oracle.tuner_ids.add(tuner_id)
+            return True
+        return False
+
+    return synchronized(check)(oracle)
+
+
 def _metadata(context) -> dict[str, str]:
     return {item.key: item.value for item in context.invocation_metadata() or ()}
 
@@ -343,9 +358,17 @@ def leased_servicer(oracle, book: LeaseBook):
         @releasing
         def CreateTrial(self, request, context):
             book.heard(request.tuner_id)
+            stopping = self.stop_triggered
             response = super().CreateTrial(request, context)
             held = oracle.ongoing_trials.get(request.tuner_id)
             if trial_module.Trial.from_proto(response.trial).status == trial_module.TrialStatus.STOPPED:
+                if _others_running(oracle, request.tuner_id):
+                    # the budget is handed out, not done: a trial still running elsewhere may be lost and queued
+                    # again, and this worker must be there to run it. It waits (IDLE: KerasTuner asks again).
+                    self.stop_triggered = stopping
+                    time.sleep(IDLE_SECONDS)
+                    return service.CreateTrialResponse(trial=trial_module.Trial(
+                        oracle.get_space(), status=trial_module.TrialStatus.IDLE).to_proto())
                 book.told_to_stop(request.tuner_id)
             elif held is not None and held.trial_id == response.trial.trial_id:  # handed out to run
                 attempt = book.assigned(request.tuner_id, response.trial.trial_id)
