@@ -206,7 +206,9 @@ def test_a_worker_with_the_budget_handed_out_waits_while_others_run_and_takes_a_
     live.update_trial(second.trial_id, {"score": 1.0})
     live.end_trial(kt.engine.trial.Trial(oracle.get_space(), second.trial_id, "COMPLETED"))
     live_lease.ended()
+    asked = time.monotonic()
     assert live.create_trial("tuner1").status == "IDLE"  # tuner0 still runs the last trial
+    assert time.monotonic() - asked >= 1.0  # the worker waited before it may ask again (never a busy loop)
     assert chief.is_alive() and "tuner1" in oracle.tuner_ids
     doomed_lease.stop_beating()  # tuner0 dies with its trial
     _wait(lambda: lost)

@@ -148,7 +148,8 @@ def test_mlflow_ui_lists_the_trial_runs_in_a_browser(searched, tmp_path):
     with a parallel-coordinates chart of the score."""
     from playwright.sync_api import sync_playwright
 
-    from videoclf.ui_views import SAVED_VIEW_TAG_PREFIX, TRAINING_RUNS, decode_view, trials_url, trials_view_id
+    from videoclf.ui_views import (SAVED_VIEW_TAG_PREFIX, TRAINING_RUNS, decode_view, trials_url, trials_view_id,
+                                   trials_view_name)
 
     port = free_port()
     server = subprocess.Popen(
@@ -173,7 +174,7 @@ def test_mlflow_ui_lists_the_trial_runs_in_a_browser(searched, tmp_path):
             search_id = searched["result"].search_id
             page.goto(trials_url(experiment.experiment_id, search_id, port))  # the link the job prints
             page.get_by_text("trial-0", exact=True).first.wait_for(timeout=60000)
-            page.get_by_text(f"videoclf: search {search_id}", exact=False).first.wait_for(timeout=30000)
+            page.get_by_text(trials_view_name(search_id)[:24], exact=False).first.wait_for(timeout=30000)
             assert page.get_by_text("Sort: score", exact=True).count() == 1
             page.goto(trials_url(experiment.experiment_id, search_id, port, charts=True))
             page.get_by_text("Parallel Coordinates", exact=True).first.wait_for(timeout=60000)
@@ -182,9 +183,12 @@ def test_mlflow_ui_lists_the_trial_runs_in_a_browser(searched, tmp_path):
         assert (tmp_path / "mlflow_ui.png").stat().st_size > 10_000
         tags = MlflowClient(searched["uri"]).get_experiment(experiment.experiment_id).tags
         name, state = decode_view(tags[SAVED_VIEW_TAG_PREFIX + trials_view_id(search_id)])
+        assert name == trials_view_name(search_id)
         assert state["runsHiddenMode"] == "SHOW_ALL" and state["selectedColumns"][0] == "metrics.`score`"
         assert search_id in state["searchFilter"] and state["orderByKey"] == "metrics.`score`"
-        assert "learning_rate" in state["compareRunCharts"][0]["selectedParams"]
+        parallel = state["compareRunCharts"][0]
+        assert parallel["type"] == "PARALLEL" and parallel["selectedMetrics"] == ["score"]
+        assert "learning_rate" in parallel["selectedParams"] and "seq_length" not in parallel["selectedParams"]
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)

@@ -38,13 +38,14 @@ def trials_view_id(search_id: str) -> str:
 
 def varied_hyperparameters(hyperparameters) -> list[str]:
     """The names of a KerasTuner space's hyperparameters that take more than one value, in declaration order."""
+    from keras_tuner.src.engine.hyperparameters import Choice, Fixed, Float, Int
+
     def varies(hp) -> bool:
-        kind = type(hp).__name__
-        if kind == "Choice":
+        if isinstance(hp, Choice):
             return len(hp.values) > 1
-        if kind in ("Int", "Float"):
+        if isinstance(hp, (Int, Float)):
             return hp.min_value != hp.max_value
-        return kind != "Fixed"  # Boolean
+        return not isinstance(hp, Fixed)  # Boolean
 
     return [hp.name for hp in hyperparameters.space if varies(hp)]
 
@@ -91,14 +92,15 @@ def decode_view(value: str) -> tuple[str, dict]:
     return envelope["name"], json.loads(state)
 
 
-def save_trials_view(client, experiment_id: str, search_id: str, hyperparameters: list[str]) -> str:
-    """Saves (or replaces) the search's view on its experiment; returns the view's id."""
-    view_id = trials_view_id(search_id)
-    client.set_experiment_tag(experiment_id, SAVED_VIEW_TAG_PREFIX + view_id, encode_view(
-        f"videoclf: search {search_id}, trials by {SCORE_METRIC}", trials_view_state(search_id, hyperparameters),
-        int(time.time() * 1000)))
+def trials_view_name(search_id: str) -> str:
+    return f"videoclf: search {search_id}, trials by {SCORE_METRIC}"
+
+
+def save_trials_view(client, experiment_id: str, search_id: str, hyperparameters: list[str]) -> None:
+    """Saves (or replaces) the search's view on its experiment."""
+    client.set_experiment_tag(experiment_id, SAVED_VIEW_TAG_PREFIX + trials_view_id(search_id), encode_view(
+        trials_view_name(search_id), trials_view_state(search_id, hyperparameters), int(time.time() * 1000)))
     client.set_experiment_tag(experiment_id, PRIMARY_METRIC_TAG, SCORE_METRIC)
-    return view_id
 
 
 def run_url(experiment_id: str, run_id: str, port: int = 5000) -> str:

@@ -59,6 +59,7 @@ LEASES_FILE = "leases.json"  # the chief's book, in the tuner's project folder
 SEARCH_OVER_FILE = "search_over"  # left in the project folder by a chief that served its whole budget
 SERVER_THREADS = 8
 IDLE_SECONDS = 1.0  # how long a worker told to wait (the budget handed out, trials still running) waits to ask again
+WAIT_KEY = "videoclf-wait"  # trailing metadata of an IDLE answer: seconds the worker waits before asking again
 RECONNECT_SECONDS = 600.0  # how long a worker's call waits for a chief that stopped answering  # answers at once (the oracle's own methods still run one at a time)
 
 
@@ -302,9 +303,10 @@ def save_atomically(oracle) -> None:
     oracle.save, oracle._save_trial = save, save_trial
 
 
-def _others_running(oracle, tuner_id: str) -> bool:
-    """Whether other workers still hold trials; if so, ``tuner_id`` (which KerasTuner dropped when it answered
-    STOPPED) is counted as a live worker again. Under the oracle's lock."""
+def _keep_waiting(oracle, tuner_id: str) -> bool:
+    """Keeps ``tuner_id`` among the live workers (KerasTuner dropped it when it answered STOPPED) while other
+    workers still hold trials, one of which may be lost and queued again; returns whether it does. Under the
+    oracle's lock."""
     from keras_tuner.src.engine.oracle import synchronized
 
     def check(oracle) -> bool:
@@ -362,11 +364,11 @@ def leased_servicer(oracle, book: LeaseBook):
             response = super().CreateTrial(request, context)
             held = oracle.ongoing_trials.get(request.tuner_id)
             if trial_module.Trial.from_proto(response.trial).status == trial_module.TrialStatus.STOPPED:
-                if _others_running(oracle, request.tuner_id):
-                    # the budget is handed out, not done: a trial still running elsewhere may be lost and queued
-                    # again, and this worker must be there to run it. It waits (IDLE: KerasTuner asks again).
+                if _keep_waiting(oracle, request.tuner_id):
+                    # the budget is handed out, not done: the worker waits (on its side, so no server thread
+                    # sleeps) and asks again (IDLE: KerasTuner's own "ask again")
                     self.stop_triggered = stopping
-                    time.sleep(IDLE_SECONDS)
+                    context.set_trailing_metadata(((WAIT_KEY, str(IDLE_SECONDS)),))
                     return service.CreateTrialResponse(trial=trial_module.Trial(
                         oracle.get_space(), status=trial_module.TrialStatus.IDLE).to_proto())
                 book.told_to_stop(request.tuner_id)
@@ -503,6 +505,8 @@ class LeaseHolder(grpc.UnaryUnaryClientInterceptor):
                 continue
             break
         self._chief_back()
+        if WAIT_KEY in trailing:  # the chief said to wait before asking again
+            time.sleep(float(trailing[WAIT_KEY]))
         if details.method.endswith("/CreateTrial") and ATTEMPT_KEY in trailing:
             self.trial_id, self.attempt, self.lost = None, int(trailing[ATTEMPT_KEY]), False
         if trailing.get(LEASE_KEY) == LOST:
